@@ -1,0 +1,37 @@
+rockspec_format = "3.0"
+package = "lunatls"
+version = "scm-1"
+source = {
+  url = "git+file:///dev/null",  -- built from the checkout with `luarocks make`
+}
+description = {
+  summary = "Nonblocking TLS for Lua 5.4 over any transport (OpenSSL 3)",
+  detailed = [[
+lunatls binds OpenSSL's TLS so that handshakes, reads, writes and shutdown
+never block: the C core returns a status ("done", "want_read", "want_write")
+and a small Lua layer turns it into coroutine yields, over LuaSocket, memory
+pipes, BIO pairs or nonblocking file descriptors.
+]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4",
+}
+external_dependencies = {
+  OPENSSL = { header = "openssl/ssl.h" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["lunatls.core"] = {
+      sources = {
+        "src/bio.c", "src/conn.c", "src/context.c", "src/core.c",
+        "src/errors.c", "src/session.c", "src/x509.c",
+      },
+      libraries = { "ssl", "crypto" },
+      incdirs = { "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)" },
+    },
+    ["lunatls"] = "lua/lunatls/init.lua",
+  },
+}

@@ -1,0 +1,179 @@
+/* lunatls.BIO: one end of a BIO pair (BIO_new_bio_pair).
+ *
+ * Bytes written into one end are read out of the other, through a buffer of
+ * fixed size in each direction. A connection holds one end; the application
+ * holds the other (the "network end") and moves bytes between it and the
+ * real transport. A full buffer takes fewer bytes than offered and says how
+ * many: nothing is dropped. */
+#include "lunatls.h"
+
+#include <limits.h>
+
+#include <openssl/err.h>
+
+/* The largest TLS record plus headroom: one whole record fits. */
+#define DEFAULT_PAIR_SIZE (17 * 1024)
+#define READ_CHUNK (16 * 1024)
+
+lunatls_BIO *lunatls_checkbio(lua_State *L, int idx) {
+    return (lunatls_BIO *)lunatls_checkopen(L, idx, LUNATLS_BIO);
+}
+
+/* Pushes a BIO object that takes over one reference to bio. */
+lunatls_BIO *lunatls_newbio(lua_State *L, BIO *bio) {
+    lunatls_BIO *b = (lunatls_BIO *)lua_newuserdatauv(L, sizeof *b, 0);
+    b->bio = bio;
+    luaL_setmetatable(L, LUNATLS_BIO);
+    return b;
+}
+
+static int size_arg(lua_State *L, int idx) {
+    lua_Integer size = luaL_optinteger(L, idx, DEFAULT_PAIR_SIZE);
+    luaL_argcheck(L, size > 0 && size <= 64 * 1024 * 1024, idx,
+                  "size must be between 1 and 64 MiB");
+    return (int)size;
+}
+
+/* new_bio_pair([size]) -> a, b */
+static int bio_new_pair(lua_State *L) {
+    int size = size_arg(L, 1);
+    lunatls_BIO *a = lunatls_newbio(L, NULL);
+    lunatls_BIO *b = lunatls_newbio(L, NULL);
+    if (!BIO_new_bio_pair(&a->bio, (size_t)size, &b->bio, (size_t)size)) {
+        a->bio = b->bio = NULL;
+        return luaL_error(L, "new_bio_pair: %s", lunatls_last_reason());
+    }
+    return 2;
+}
+
+/* bio:write(data) -> bytes taken (0 when full), or nil, "closed" */
+static int bio_write(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int n;
+    if (len == 0) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    if (len > INT_MAX) len = INT_MAX;
+    n = BIO_write(b->bio, data, (int)len);
+    if (n > 0) {
+        lua_pushinteger(L, n);
+        return 1;
+    }
+    ERR_clear_error();
+    if (BIO_should_retry(b->bio)) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushliteral(L, "closed");
+    return 2;
+}
+
+/* Reads up to max bytes that sit in the pair's buffer, straight from it into a
+ * Lua string (BIO_nread0 exposes the buffer without a copy). */
+static int read_available(lua_State *L, BIO *bio, size_t max) {
+    luaL_Buffer buf;
+    char *p;
+    ossl_ssize_t n = BIO_nread0(bio, &p);
+    if (n > 0 && (size_t)n >= max) {
+        lua_pushlstring(L, p, max);
+        BIO_nread(bio, &p, (int)max);
+        return 1;
+    }
+    luaL_buffinit(L, &buf);
+    while (max > 0 && (n = BIO_nread0(bio, &p)) > 0) {
+        size_t take = (size_t)n < max ? (size_t)n : max;
+        luaL_addlstring(&buf, p, take);
+        BIO_nread(bio, &p, (int)take);
+        max -= take;
+    }
+    luaL_pushresult(&buf);
+    return 1;
+}
+
+/* bio:read([max]) -> data, or nil, "want_read" (empty), or nil, "closed" */
+static int bio_read(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER);
+    size_t pending;
+    luaL_argcheck(L, max > 0, 2, "max must be positive");
+    pending = BIO_ctrl_pending(b->bio);
+    if (pending > 0) return read_available(L, b->bio, (size_t)max);
+    luaL_pushfail(L);
+    /* Empty: "closed" once the other end has shut down writing (or is gone). */
+    if (BIO_eof(b->bio))
+        lua_pushliteral(L, "closed");
+    else
+        lua_pushliteral(L, "want_read");
+    return 2;
+}
+
+static int bio_pending(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lua_pushinteger(L, (lua_Integer)BIO_ctrl_pending(b->bio));
+    return 1;
+}
+
+static int bio_write_guarantee(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lua_pushinteger(L, (lua_Integer)BIO_ctrl_get_write_guarantee(b->bio));
+    return 1;
+}
+
+static int bio_read_request(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lua_pushinteger(L, (lua_Integer)BIO_ctrl_get_read_request(b->bio));
+    return 1;
+}
+
+static int bio_shutdown_write(lua_State *L) {
+    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    BIO_shutdown_wr(b->bio);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int bio_close(lua_State *L) {
+    lunatls_BIO *b = (lunatls_BIO *)luaL_checkudata(L, 1, LUNATLS_BIO);
+    if (b->bio != NULL) {
+        BIO_free(b->bio);
+        b->bio = NULL;
+    }
+    return 0;
+}
+
+static int bio_tostring(lua_State *L) {
+    lunatls_BIO *b = (lunatls_BIO *)luaL_checkudata(L, 1, LUNATLS_BIO);
+    if (b->bio == NULL) return lunatls_tostring_closed(L, LUNATLS_BIO);
+    lua_pushfstring(L, "%s: %p (%d bytes pending)", LUNATLS_BIO, (void *)b,
+                    (int)BIO_ctrl_pending(b->bio));
+    return 1;
+}
+
+void lunatls_open_bio(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"write", bio_write},
+        {"read", bio_read},
+        {"pending", bio_pending},
+        {"write_guarantee", bio_write_guarantee},
+        {"read_request", bio_read_request},
+        {"shutdown_write", bio_shutdown_write},
+        {"close", bio_close},
+        {NULL, NULL},
+    };
+    static const luaL_Reg metamethods[] = {
+        {"__gc", bio_close},
+        {"__close", bio_close},
+        {"__tostring", bio_tostring},
+        {NULL, NULL},
+    };
+    static const luaL_Reg functions[] = {
+        {"new_bio_pair", bio_new_pair},
+        {NULL, NULL},
+    };
+    lunatls_newclass(L, LUNATLS_BIO, methods, metamethods);
+    luaL_setfuncs(L, functions, 0);
+}

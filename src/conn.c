@@ -1,0 +1,594 @@
+/* lunatls.Conn: an SSL driven without blocking.
+ *
+ * Each I/O method makes one OpenSSL call (write and read may make a few to
+ * move whole records) and returns what SSL_get_error says: a status word for
+ * "call again after I/O", or nil, message, code (errors.c). */
+#include "lunatls.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#define RECORD_MAX 16384 /* the largest TLS plaintext record */
+#define DEFAULT_PAIR_SIZE (17 * 1024)
+
+static const char *const conn_options[] = {
+    "server_name", "bio", "fd", "session", "alpn", "buffer_size", NULL,
+};
+
+lunatls_Conn *lunatls_checkconn(lua_State *L, int idx) {
+    return (lunatls_Conn *)lunatls_checkopen(L, idx, LUNATLS_CONN);
+}
+
+/* ---- calling into OpenSSL ---- */
+
+/* Every method that calls SSL_* I/O brackets it with these. The running
+ * thread is recorded only for the length of the call, for callbacks. */
+static lunatls_Conn *begin_call(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    if (c->L != NULL) luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
+    c->L = L;
+    ERR_clear_error();
+    errno = 0;
+    return c;
+}
+
+/* Ends the call; re-raises an error a Lua callback raised during it. */
+static void end_call(lua_State *L, lunatls_Conn *c) {
+    c->L = NULL;
+    if (c->callback_failed) {
+        c->callback_failed = 0;
+        ERR_clear_error();
+        lua_getiuservalue(L, 1, CONN_UV_ERROR);
+        lua_pushnil(L);
+        lua_setiuservalue(L, 1, CONN_UV_ERROR);
+        lua_error(L);
+    }
+}
+
+/* ---- callbacks (installed on the SSL_CTX by context.c) ---- */
+
+static lunatls_Conn *callback_conn(const SSL *ssl) {
+    lunatls_Conn *c = (lunatls_Conn *)SSL_get_app_data(ssl);
+    /* Methods keep the Conn at stack index 1; be sure before using it. */
+    if (c == NULL || c->L == NULL || c->callback_failed || lua_touserdata(c->L, 1) != c)
+        return NULL;
+    return c;
+}
+
+static void keep_callback_error(lua_State *L, lunatls_Conn *c) {
+    c->callback_failed = 1;
+    lua_setiuservalue(L, 1, CONN_UV_ERROR);
+}
+
+/* Pushes the Lua callback `name` of the context the connection uses now
+ * (the servername callback may have switched it). */
+static int push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
+    lunatls_Context *sni;
+    lua_getiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
+    sni = (lunatls_Context *)lua_touserdata(L, -1);
+    if (sni == NULL || sni->ctx != SSL_get_SSL_CTX(c->ssl)) {
+        lua_pop(L, 1);
+        lua_getiuservalue(L, 1, CONN_UV_CONTEXT);
+    }
+    lua_getiuservalue(L, -1, CTX_UV_CALLBACKS);
+    lua_getfield(L, -1, name);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return lua_isfunction(L, -1);
+}
+
+void lunatls_keylog_callback(const SSL *ssl, const char *line) {
+    lunatls_Conn *c = callback_conn(ssl);
+    lua_State *L;
+    int top;
+    if (c == NULL) return;
+    L = c->L;
+    top = lua_gettop(L);
+    if (push_callback(L, c, "keylog")) {
+        lua_pushstring(L, line);
+        if (lua_pcall(L, 1, 0, 0) != LUA_OK) keep_callback_error(L, c);
+    }
+    lua_settop(L, top);
+}
+
+/* The servername function returns a Context to switch to, nil to keep this
+ * one, or false to refuse the name (alert unrecognized_name). */
+static int apply_servername_choice(lua_State *L, lunatls_Conn *c, int *alert) {
+    lunatls_Context *chosen;
+    if (lua_isnil(L, -1)) return SSL_TLSEXT_ERR_OK;
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        *alert = SSL_AD_UNRECOGNIZED_NAME;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    chosen = (lunatls_Context *)luaL_testudata(L, -1, LUNATLS_CONTEXT);
+    if (chosen == NULL || chosen->ctx == NULL || !chosen->is_server) {
+        lua_pushliteral(L, "servername callback must return a server lunatls.Context, nil or false");
+        keep_callback_error(L, c);
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    SSL_set_SSL_CTX(c->ssl, chosen->ctx);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int lunatls_servername_callback(SSL *ssl, int *alert, void *arg) {
+    lunatls_Conn *c = callback_conn(ssl);
+    lua_State *L;
+    int top, result = SSL_TLSEXT_ERR_OK;
+    (void)arg;
+    if (c == NULL) return SSL_TLSEXT_ERR_NOACK;
+    L = c->L;
+    top = lua_gettop(L);
+    if (push_callback(L, c, "servername")) {
+        const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        if (name != NULL) lua_pushstring(L, name);
+        else lua_pushnil(L);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            keep_callback_error(L, c);
+            *alert = SSL_AD_INTERNAL_ERROR;
+            result = SSL_TLSEXT_ERR_ALERT_FATAL;
+        } else {
+            result = apply_servername_choice(L, c, alert);
+        }
+    }
+    lua_settop(L, top);
+    return result;
+}
+
+/* ---- construction ---- */
+
+static void check_conn_options(lua_State *L, int idx) {
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        int i, known = 0;
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (i = 0; conn_options[i] != NULL && !known; i++)
+                known = strcmp(conn_options[i], lua_tostring(L, -1)) == 0;
+        if (!known)
+            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'",
+                                                  luaL_tolstring(L, -1, NULL)));
+    }
+}
+
+/* Pushes field `name` of the options table at 2; raises unless it has type t
+ * (or is absent). */
+static int conn_option(lua_State *L, const char *name, int t, const char *expected) {
+    int got = lua_getfield(L, 2, name);
+    if (got != LUA_TNIL && got != t)
+        luaL_argerror(L, 2, lua_pushfstring(L, "option '%s': %s expected, got %s", name,
+                                            expected, luaL_typename(L, -1)));
+    return got != LUA_TNIL;
+}
+
+/* The socket number of an integer, or of an object with a getfd() method. */
+static int fd_of(lua_State *L, int idx) {
+    lua_Integer fd;
+    if (lua_isinteger(L, idx)) {
+        fd = lua_tointeger(L, idx);
+    } else {
+        if (luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
+            luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
+        lua_pop(L, 1);
+        lua_getfield(L, idx, "getfd");
+        if (!lua_isfunction(L, -1))
+            luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
+        lua_pushvalue(L, idx);
+        lua_call(L, 1, 1);
+        fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+        lua_pop(L, 1);
+    }
+    if (fd < 0 || fd > INT32_MAX) luaL_argerror(L, 2, "option 'fd': not a valid socket");
+    return (int)fd;
+}
+
+/* Connects the SSL to the BIO end, the fd, or a new BIO pair of its own. */
+static void attach_transport(lua_State *L, lunatls_Conn *c, int ud) {
+    if (conn_option(L, "bio", LUA_TUSERDATA, "lunatls.BIO")) {
+        lunatls_BIO *b = lunatls_checkbio(L, -1);
+        BIO_up_ref(b->bio); /* SSL_set_bio takes one reference */
+        SSL_set_bio(c->ssl, b->bio, b->bio);
+    } else if (lua_pop(L, 1), lua_getfield(L, 2, "fd") != LUA_TNIL) {
+        int fd = fd_of(L, lua_gettop(L));
+        if (SSL_set_fd(c->ssl, fd) != 1) luaL_error(L, "new_conn: %s", lunatls_last_reason());
+        lua_setiuservalue(L, ud, CONN_UV_TRANSPORT);
+        c->fd_mode = 1;
+        return;
+    } else {
+        lua_Integer size = DEFAULT_PAIR_SIZE;
+        BIO *inner, *outer;
+        lunatls_BIO *net;
+        lua_pop(L, 1);
+        if (conn_option(L, "buffer_size", LUA_TNUMBER, "integer")) size = lua_tointeger(L, -1);
+        luaL_argcheck(L, size > 0 && size <= 64 * 1024 * 1024, 2,
+                      "option 'buffer_size' must be between 1 and 64 MiB");
+        net = lunatls_newbio(L, NULL);
+        if (!BIO_new_bio_pair(&inner, (size_t)size, &outer, (size_t)size))
+            luaL_error(L, "new_conn: %s", lunatls_last_reason());
+        net->bio = outer;
+        SSL_set_bio(c->ssl, inner, inner);
+        lua_setiuservalue(L, ud, CONN_UV_NETBIO);
+    }
+    lua_pop(L, 1);
+}
+
+/* Client: SNI and, unless the context says not to, the host-name check. An
+ * IP address is checked against the certificate's IP SANs and not sent as
+ * SNI (RFC 6066 forbids it). */
+static void set_server_name(lua_State *L, lunatls_Conn *c, const char *name, int check) {
+    X509_VERIFY_PARAM *param = SSL_get0_param(c->ssl);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                               X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, name) == 1) {
+        if (!check) X509_VERIFY_PARAM_set1_ip(param, NULL, 0);
+        return;
+    }
+    ERR_clear_error();
+    if (SSL_set_tlsext_host_name(c->ssl, name) != 1 || (check && SSL_set1_host(c->ssl, name) != 1))
+        luaL_argerror(L, 2, lua_pushfstring(L, "option 'server_name': invalid name '%s'", name));
+}
+
+static void set_peer_options(lua_State *L, lunatls_Conn *c, lunatls_Context *ctx) {
+    const char *name = NULL;
+    if (conn_option(L, "server_name", LUA_TSTRING, "string")) {
+        if (c->is_server) luaL_argerror(L, 2, "option 'server_name' is for client connections");
+        name = lua_tostring(L, -1);
+        set_server_name(L, c, name, ctx->check_hostname);
+    }
+    lua_pop(L, 1);
+    if (name == NULL && ctx->check_hostname)
+        luaL_argerror(L, 2, "option 'server_name' is required to verify the server's host "
+                            "name (or create the context with check_hostname = false)");
+    if (conn_option(L, "session", LUA_TUSERDATA, "lunatls.Session") &&
+        SSL_set_session(c->ssl, lunatls_checksession(L, -1)) != 1)
+        luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    lua_pop(L, 1);
+}
+
+static void set_alpn_override(lua_State *L, lunatls_Conn *c) {
+    size_t len;
+    const char *wire;
+    if (conn_option(L, "alpn", LUA_TTABLE, "list of strings")) {
+        if (c->is_server) luaL_argerror(L, 2, "option 'alpn' is for client connections");
+        wire = lunatls_push_alpn_wire(L, lua_gettop(L), 2, "alpn", &len);
+        if (SSL_set_alpn_protos(c->ssl, (const unsigned char *)wire, (unsigned int)len) != 0)
+            luaL_error(L, "new_conn: out of memory");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* context:new_conn([opts]) -> conn */
+int lunatls_conn_new(lua_State *L) {
+    lunatls_Context *ctx = lunatls_checkcontext(L, 1);
+    lunatls_Conn *c;
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_newtable(L);
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    check_conn_options(L, 2);
+    c = (lunatls_Conn *)lua_newuserdatauv(L, sizeof *c, CONN_NUV);
+    memset(c, 0, sizeof *c);
+    luaL_setmetatable(L, LUNATLS_CONN);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, 3, CONN_UV_CONTEXT);
+    c->is_server = ctx->is_server;
+    ERR_clear_error();
+    c->ssl = SSL_new(ctx->ctx);
+    if (c->ssl == NULL) return luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    SSL_set_app_data(c->ssl, c);
+    if (c->is_server) SSL_set_accept_state(c->ssl);
+    else SSL_set_connect_state(c->ssl);
+    attach_transport(L, c, 3);
+    set_peer_options(L, c, ctx);
+    set_alpn_override(L, c);
+    lua_settop(L, 3);
+    return 1;
+}
+
+/* ---- I/O ---- */
+
+static int conn_do_handshake(lua_State *L) {
+    lunatls_Conn *c = begin_call(L);
+    int ret = SSL_do_handshake(c->ssl);
+    end_call(L, c);
+    if (ret == 1) {
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    return lunatls_io_failure(L, c, ret, "do_handshake", STATUS_FIRST);
+}
+
+/* conn:read([max]) -> data, or nil, status, or nil, message, code.
+ * Reads at most max bytes (default: one record); takes several records in
+ * one call when they are already here and max allows. */
+static int conn_read(lua_State *L) {
+    char first[RECORD_MAX];
+    lua_Integer max = luaL_optinteger(L, 2, RECORD_MAX);
+    lunatls_Conn *c;
+    size_t n = 0, want;
+    luaL_Buffer b;
+    int ret;
+    luaL_argcheck(L, max > 0, 2, "max must be positive");
+    c = begin_call(L);
+    want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
+    ret = SSL_read_ex(c->ssl, first, want, &n);
+    if (!ret || (lua_Integer)n == max || SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0) {
+        end_call(L, c);
+        if (!ret) return lunatls_io_failure(L, c, ret, "read", STATUS_SECOND);
+        lua_pushlstring(L, first, n);
+        return 1;
+    }
+    /* More records wait: gather them while max allows. */
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, first, n);
+    max -= (lua_Integer)n;
+    while (max > 0) {
+        want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
+        if (!SSL_read_ex(c->ssl, luaL_prepbuffsize(&b, want), want, &n)) break;
+        luaL_addsize(&b, n);
+        max -= (lua_Integer)n;
+    }
+    ERR_clear_error(); /* a failure after data is reported by the next call */
+    end_call(L, c);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* conn:write(data) -> bytes taken, or nil, status, or nil, message, code.
+ * Fewer than #data are taken when the output buffer fills; the next write
+ * must begin with the bytes not taken (OpenSSL may hold them as a record
+ * already half sent). */
+static int conn_write(lua_State *L) {
+    size_t len, total = 0, n;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lunatls_Conn *c = begin_call(L);
+    int ret = 1;
+    if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
+        end_call(L, c);
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    while (total < len && (ret = SSL_write_ex(c->ssl, data + total, len - total, &n)) == 1)
+        total += n;
+    end_call(L, c);
+    if (total == 0) return lunatls_io_failure(L, c, ret, "write", STATUS_SECOND);
+    ERR_clear_error();
+    lua_pushinteger(L, (lua_Integer)total);
+    return 1;
+}
+
+/* conn:shutdown() -> "done" (both close_notify crossed), "want_read" (ours
+ * sent, the peer's not yet here), "want_write", or nil, message, code */
+static int conn_shutdown(lua_State *L) {
+    lunatls_Conn *c = begin_call(L);
+    int ret = SSL_shutdown(c->ssl);
+    end_call(L, c);
+    if (ret == 1) {
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    if (ret == 0) {
+        lua_pushliteral(L, "want_read");
+        return 1;
+    }
+    return lunatls_io_failure(L, c, ret, "shutdown", STATUS_FIRST);
+}
+
+static int conn_set_connect_state(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    SSL_set_connect_state(c->ssl);
+    c->is_server = 0;
+    return 0;
+}
+
+static int conn_set_accept_state(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    SSL_set_accept_state(c->ssl);
+    c->is_server = 1;
+    return 0;
+}
+
+static int conn_key_update(lua_State *L) {
+    lunatls_Conn *c = begin_call(L);
+    int ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
+                                                         : SSL_KEY_UPDATE_NOT_REQUESTED);
+    end_call(L, c);
+    if (ret != 1) {
+        const char *reason = lunatls_last_reason();
+        lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");
+        return lunatls_fail(L, lua_tostring(L, -1), "protocol");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- accessors ---- */
+
+static int handshake_done(lunatls_Conn *c) {
+    return SSL_is_init_finished(c->ssl);
+}
+
+static int push_string_or_nil(lua_State *L, const char *s) {
+    if (s == NULL) lua_pushnil(L);
+    else lua_pushstring(L, s);
+    return 1;
+}
+
+static int conn_version(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    return push_string_or_nil(L, handshake_done(c) ? SSL_get_version(c->ssl) : NULL);
+}
+
+static int conn_cipher(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    const SSL_CIPHER *cipher = handshake_done(c) ? SSL_get_current_cipher(c->ssl) : NULL;
+    return push_string_or_nil(L, cipher != NULL ? SSL_CIPHER_get_name(cipher) : NULL);
+}
+
+static int conn_alpn_selected(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    const unsigned char *proto = NULL;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(c->ssl, &proto, &len);
+    if (proto == NULL || len == 0) lua_pushnil(L);
+    else lua_pushlstring(L, (const char *)proto, len);
+    return 1;
+}
+
+static int conn_server_name(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    return push_string_or_nil(L, SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name));
+}
+
+static int conn_peer_certificate(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    X509 *x = SSL_get1_peer_certificate(c->ssl);
+    if (x == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lunatls_pushcertificate(L, x);
+    return 1;
+}
+
+/* The chain as the peer sent it, its own certificate first (OpenSSL leaves
+ * that out of a server's view of the client's chain). */
+static int conn_peer_chain(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
+    X509 *leaf;
+    int i, n = 0;
+    lua_newtable(L);
+    if (chain == NULL) return 1;
+    if (c->is_server && (leaf = SSL_get1_peer_certificate(c->ssl)) != NULL) {
+        lunatls_pushcertificate(L, leaf);
+        lua_rawseti(L, -2, ++n);
+    }
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        X509_up_ref(x);
+        lunatls_pushcertificate(L, x);
+        lua_rawseti(L, -2, ++n);
+    }
+    return 1;
+}
+
+static int conn_verify_result(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    long v = SSL_get_verify_result(c->ssl);
+    lua_pushinteger(L, v);
+    lua_pushstring(L, v == X509_V_OK ? "ok" : X509_verify_cert_error_string(v));
+    return 2;
+}
+
+static int conn_session(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    SSL_SESSION *s = SSL_get1_session(c->ssl);
+    if (s == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lunatls_pushsession(L, s);
+    return 1;
+}
+
+static int conn_session_reused(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    lua_pushboolean(L, SSL_session_reused(c->ssl));
+    return 1;
+}
+
+/* conn:export_keying_material(label, length[, context]) (RFC 5705, 8446) */
+static int conn_export_keying_material(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    size_t label_len, context_len = 0;
+    const char *label = luaL_checklstring(L, 2, &label_len);
+    lua_Integer length = luaL_checkinteger(L, 3);
+    const char *context = luaL_optlstring(L, 4, NULL, &context_len);
+    luaL_Buffer b;
+    unsigned char *out;
+    luaL_argcheck(L, length > 0 && length <= 16384, 3, "length must be between 1 and 16384");
+    out = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)length);
+    ERR_clear_error();
+    if (!handshake_done(c) ||
+        SSL_export_keying_material(c->ssl, out, (size_t)length, label, label_len,
+                                   (const unsigned char *)context, context_len,
+                                   context != NULL) != 1)
+        return lunatls_fail(L, "export_keying_material: handshake not done", "protocol");
+    luaL_pushresultsize(&b, (size_t)length);
+    return 1;
+}
+
+static int conn_pending(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    lua_pushinteger(L, SSL_pending(c->ssl));
+    return 1;
+}
+
+static int conn_bio(lua_State *L) {
+    lunatls_checkconn(L, 1);
+    lua_getiuservalue(L, 1, CONN_UV_NETBIO);
+    return 1;
+}
+
+/* close(), __gc and __close: frees everything, never does network I/O. */
+static int conn_close(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)luaL_checkudata(L, 1, LUNATLS_CONN);
+    if (c->L != NULL) return luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
+    if (c->ssl != NULL) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    return 0;
+}
+
+static int conn_tostring(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)luaL_checkudata(L, 1, LUNATLS_CONN);
+    if (c->ssl == NULL) return lunatls_tostring_closed(L, LUNATLS_CONN);
+    lua_pushfstring(L, "%s: %p (%s, %s)", LUNATLS_CONN, (void *)c,
+                    c->is_server ? "server" : "client",
+                    handshake_done(c) ? "handshake done" : "handshake not done");
+    return 1;
+}
+
+void lunatls_open_conn(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"do_handshake", conn_do_handshake},
+        {"read", conn_read},
+        {"write", conn_write},
+        {"shutdown", conn_shutdown},
+        {"close", conn_close},
+        {"set_connect_state", conn_set_connect_state},
+        {"set_accept_state", conn_set_accept_state},
+        {"key_update", conn_key_update},
+        {"version", conn_version},
+        {"cipher", conn_cipher},
+        {"alpn_selected", conn_alpn_selected},
+        {"server_name", conn_server_name},
+        {"peer_certificate", conn_peer_certificate},
+        {"peer_chain", conn_peer_chain},
+        {"verify_result", conn_verify_result},
+        {"session", conn_session},
+        {"session_reused", conn_session_reused},
+        {"export_keying_material", conn_export_keying_material},
+        {"pending", conn_pending},
+        {"bio", conn_bio},
+        {NULL, NULL},
+    };
+    static const luaL_Reg metamethods[] = {
+        {"__gc", conn_close},
+        {"__close", conn_close},
+        {"__tostring", conn_tostring},
+        {NULL, NULL},
+    };
+    lunatls_newclass(L, LUNATLS_CONN, methods, metamethods);
+}

@@ -1,0 +1,141 @@
+/* Every failure message and code lunatls returns is built here.
+ *
+ * Codes (the third value of a failure) are a closed set:
+ *   "verify"   the peer's certificate failed verification (or was missing)
+ *   "protocol" TLS protocol error, alert from the peer, bad record
+ *   "eof"      the peer vanished without close_notify
+ *   "closed"   the peer sent close_notify
+ *   "syscall"  the operating system reported an error (fd mode)
+ *   "config"   a certificate, key, CA or option that will not load
+ *
+ * OpenSSL's error queue is per thread and shared by every connection, so the
+ * callers clear it before each SSL_* call and we drain it here. */
+#include "lunatls.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+
+/* The reason of the most recent queued error, or NULL. */
+const char *lunatls_last_reason(void) {
+    unsigned long e = ERR_peek_last_error();
+    const char *reason;
+    if (e == 0) return NULL;
+    reason = ERR_reason_error_string(e);
+    return reason != NULL ? reason : "unknown error";
+}
+
+int lunatls_fail(lua_State *L, const char *message, const char *code) {
+    ERR_clear_error();
+    luaL_pushfail(L);
+    lua_pushstring(L, message);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+/* Pushes the most useful account of a failed load in the error queue, and
+ * drains it: an OS error ("No such file or directory") wins; otherwise the
+ * first specific reason, with OpenSSL's hint ("maybe wrong password"). */
+static void push_load_reason(lua_State *L) {
+    const char *data, *reason = NULL, *hint = NULL;
+    int flags, os_error = 0;
+    unsigned long e;
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        if (ERR_SYSTEM_ERROR(e)) {
+            if (os_error == 0) os_error = ERR_GET_REASON(e);
+            continue;
+        }
+        if (reason == NULL && !ERR_COMMON_ERROR(e)) reason = ERR_reason_error_string(e);
+        if (hint == NULL && (flags & ERR_TXT_STRING) && data[0] != '\0') hint = data;
+    }
+    if (os_error != 0)
+        lua_pushstring(L, strerror(os_error));
+    else if (reason != NULL && hint != NULL)
+        lua_pushfstring(L, "%s (%s)", reason, hint);
+    else
+        lua_pushstring(L, reason != NULL ? reason : hint != NULL ? hint : "unknown error");
+}
+
+/* nil, "<what>: <detail>: <reason>", "config" */
+int lunatls_config_error(lua_State *L, const char *what, const char *detail) {
+    if (detail != NULL) lua_pushfstring(L, "%s: %s: ", what, detail);
+    else lua_pushfstring(L, "%s: ", what);
+    push_load_reason(L);
+    lua_concat(L, 2);
+    return lunatls_fail(L, lua_tostring(L, -1), "config");
+}
+
+static int is_reason(unsigned long e, int reason) {
+    return e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == reason;
+}
+
+static int push_status(lua_State *L, const char *status, lunatls_StatusStyle style) {
+    if (style == STATUS_SECOND) {
+        luaL_pushfail(L);
+        lua_pushstring(L, status);
+        return 2;
+    }
+    lua_pushstring(L, status);
+    return 1;
+}
+
+/* The certificate-related failures: verification of the peer's chain, or a
+ * peer that did not send the certificate we demanded. */
+static int verify_failure(lua_State *L, lunatls_Conn *c, unsigned long e, const char *op) {
+    if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED)) {
+        long v = SSL_get_verify_result(c->ssl);
+        lua_pushfstring(L, "%s: certificate verify failed: %s", op,
+                        X509_verify_cert_error_string(v));
+    } else {
+        lua_pushfstring(L, "%s: %s", op, ERR_reason_error_string(e));
+    }
+    return lunatls_fail(L, lua_tostring(L, -1), "verify");
+}
+
+static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
+    unsigned long e = ERR_peek_last_error();
+    const char *reason;
+    if (is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+        lua_pushfstring(L, "%s: unexpected eof: the peer closed the connection "
+                           "without close_notify", op);
+        return lunatls_fail(L, lua_tostring(L, -1), "eof");
+    }
+    if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED) ||
+        is_reason(e, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE))
+        return verify_failure(L, c, e, op);
+    reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+    lua_pushfstring(L, "%s: %s", op, reason != NULL ? reason : "unknown TLS error");
+    return lunatls_fail(L, lua_tostring(L, -1), "protocol");
+}
+
+static int syscall_error(lua_State *L, lunatls_Conn *c, const char *op, int saved_errno) {
+    if (ERR_peek_last_error() != 0) return ssl_error(L, c, op);
+    if (c->fd_mode && saved_errno != 0) {
+        lua_pushfstring(L, "%s: %s", op, strerror(saved_errno));
+        return lunatls_fail(L, lua_tostring(L, -1), "syscall");
+    }
+    lua_pushfstring(L, "%s: unexpected eof: the peer closed the connection "
+                       "without close_notify", op);
+    return lunatls_fail(L, lua_tostring(L, -1), "eof");
+}
+
+/* Maps a failed SSL_do_handshake/read/write/shutdown (ret <= 0) to Lua results. */
+int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
+                       lunatls_StatusStyle style) {
+    int saved_errno = errno;
+    switch (SSL_get_error(c->ssl, ret)) {
+    case SSL_ERROR_WANT_READ:
+        return push_status(L, "want_read", style);
+    case SSL_ERROR_WANT_WRITE:
+        return push_status(L, "want_write", style);
+    case SSL_ERROR_ZERO_RETURN:
+        if (style == STATUS_SECOND) return push_status(L, "closed", style);
+        lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
+        return lunatls_fail(L, lua_tostring(L, -1), "closed");
+    case SSL_ERROR_SYSCALL:
+        return syscall_error(L, c, op, saved_errno);
+    default: /* SSL_ERROR_SSL, and the WANT_* of callbacks we never install */
+        return ssl_error(L, c, op);
+    }
+}

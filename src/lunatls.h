@@ -1,0 +1,109 @@
+/* lunatls private header: object layouts, uservalue slots, shared helpers. */
+#ifndef LUNATLS_H
+#define LUNATLS_H
+
+#include "compat.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define LUNATLS_CONTEXT "lunatls.Context"
+#define LUNATLS_CONN "lunatls.Conn"
+#define LUNATLS_BIO "lunatls.BIO"
+#define LUNATLS_CERTIFICATE "lunatls.Certificate"
+#define LUNATLS_SESSION "lunatls.Session"
+
+/* lunatls.Context: an SSL_CTX and what its callbacks need. */
+typedef struct {
+    SSL_CTX *ctx;
+    int is_server;
+    int check_hostname;   /* client: new_conn insists on a server_name */
+    unsigned char *alpn;  /* server: preference list, ALPN wire format */
+    unsigned int alpn_len;
+} lunatls_Context;
+
+/* Uservalue slots of a Context. */
+enum { CTX_UV_CALLBACKS = 1, CTX_NUV = 1 };
+
+/* lunatls.Conn: an SSL. */
+typedef struct {
+    SSL *ssl;
+    /* The running thread, set only while a method that can reach an OpenSSL
+     * callback runs (never kept: the coroutine may be gone next time). */
+    lua_State *L;
+    int is_server;
+    int fd_mode;
+    int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
+} lunatls_Conn;
+
+/* Uservalue slots of a Conn: what it keeps alive. */
+enum {
+    CONN_UV_CONTEXT = 1,   /* the Context it was made from */
+    CONN_UV_NETBIO,        /* the network end of its own BIO pair */
+    CONN_UV_SNI_CONTEXT,   /* a Context chosen by the servername callback */
+    CONN_UV_TRANSPORT,     /* the socket object given as fd, if any */
+    CONN_UV_ERROR,         /* an error raised by a Lua callback */
+    CONN_NUV = CONN_UV_ERROR
+};
+
+/* lunatls.BIO: one end of a BIO pair (we own one reference). */
+typedef struct {
+    BIO *bio;
+} lunatls_BIO;
+
+typedef struct {
+    X509 *x509;
+} lunatls_Certificate;
+
+typedef struct {
+    SSL_SESSION *session;
+} lunatls_Session;
+
+/* How a status word is returned: handshake and shutdown give it as the first
+ * (truthy) value, read and write as nil, status. */
+typedef enum { STATUS_FIRST, STATUS_SECOND } lunatls_StatusStyle;
+
+/* errors.c */
+int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
+                       lunatls_StatusStyle style);
+int lunatls_config_error(lua_State *L, const char *what, const char *detail);
+int lunatls_fail(lua_State *L, const char *message, const char *code);
+const char *lunatls_last_reason(void);
+
+/* context.c */
+lunatls_Context *lunatls_checkcontext(lua_State *L, int idx);
+lunatls_Context *lunatls_testcontext(lua_State *L, int idx);
+const char *lunatls_push_alpn_wire(lua_State *L, int idx, int argn, const char *what,
+                                   size_t *len);
+void lunatls_open_context(lua_State *L);
+
+/* bio.c */
+lunatls_BIO *lunatls_checkbio(lua_State *L, int idx);
+lunatls_BIO *lunatls_newbio(lua_State *L, BIO *bio);
+void lunatls_open_bio(lua_State *L);
+
+/* conn.c */
+lunatls_Conn *lunatls_checkconn(lua_State *L, int idx);
+int lunatls_conn_new(lua_State *L);
+void lunatls_keylog_callback(const SSL *ssl, const char *line);
+int lunatls_servername_callback(SSL *ssl, int *alert, void *arg);
+void lunatls_open_conn(lua_State *L);
+
+/* x509.c */
+void lunatls_pushcertificate(lua_State *L, X509 *x509);
+void lunatls_open_certificate(lua_State *L);
+
+/* session.c */
+void lunatls_pushsession(lua_State *L, SSL_SESSION *session);
+SSL_SESSION *lunatls_checksession(lua_State *L, int idx);
+void lunatls_open_session(lua_State *L);
+
+/* core.c: shared helpers for object types */
+void *lunatls_checkopen(lua_State *L, int idx, const char *tname);
+void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
+                      const luaL_Reg *metamethods);
+int lunatls_tostring_closed(lua_State *L, const char *tname);
+
+#endif

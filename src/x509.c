@@ -1,0 +1,198 @@
+/* lunatls.Certificate: a peer certificate (X509), read-only. */
+#define _POSIX_C_SOURCE 200809L /* inet_ntop */
+#include "lunatls.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+static X509 *checkcert(lua_State *L) {
+    return ((lunatls_Certificate *)lunatls_checkopen(L, 1, LUNATLS_CERTIFICATE))->x509;
+}
+
+/* Pushes a Certificate that takes over one reference to x509. */
+void lunatls_pushcertificate(lua_State *L, X509 *x509) {
+    lunatls_Certificate *c = (lunatls_Certificate *)lua_newuserdatauv(L, sizeof *c, 0);
+    c->x509 = x509;
+    luaL_setmetatable(L, LUNATLS_CERTIFICATE);
+}
+
+/* Pushes what was written to a memory BIO (ok), or raises. */
+static int push_membio(lua_State *L, BIO *bio, int ok) {
+    char *data;
+    long len = BIO_get_mem_data(bio, &data);
+    if (ok && len >= 0) lua_pushlstring(L, data, (size_t)len);
+    BIO_free(bio);
+    ERR_clear_error();
+    if (!ok || len < 0) return luaL_error(L, "lunatls.Certificate: out of memory");
+    return 1;
+}
+
+/* A distinguished name in RFC 2253 form: "CN=localhost,O=Example". */
+static int push_name(lua_State *L, const X509_NAME *name) {
+    BIO *bio = BIO_new(BIO_s_mem());
+    int ok = bio != NULL && X509_NAME_print_ex(bio, name, 0, XN_FLAG_RFC2253) >= 0;
+    if (bio == NULL) return luaL_error(L, "lunatls.Certificate: out of memory");
+    return push_membio(L, bio, ok);
+}
+
+static int cert_subject(lua_State *L) {
+    return push_name(L, X509_get_subject_name(checkcert(L)));
+}
+
+static int cert_issuer(lua_State *L) {
+    return push_name(L, X509_get_issuer_name(checkcert(L)));
+}
+
+/* An IP address SAN as text: "127.0.0.1", "::1". */
+static void push_ip(lua_State *L, const ASN1_OCTET_STRING *ip) {
+    char text[INET6_ADDRSTRLEN];
+    int len = ASN1_STRING_length(ip);
+    int family = len == 4 ? AF_INET : len == 16 ? AF_INET6 : 0;
+    if (family == 0 || inet_ntop(family, ASN1_STRING_get0_data(ip), text, sizeof text) == NULL)
+        lua_pushliteral(L, "<invalid IP address>");
+    else
+        lua_pushstring(L, text);
+}
+
+/* Pushes one SAN entry's value; returns 0 for kinds we do not show. */
+static int push_general_name(lua_State *L, const GENERAL_NAME *gn) {
+    const ASN1_STRING *s;
+    switch (gn->type) {
+    case GEN_DNS: s = gn->d.dNSName; break;
+    case GEN_EMAIL: s = gn->d.rfc822Name; break;
+    case GEN_URI: s = gn->d.uniformResourceIdentifier; break;
+    case GEN_IPADD: push_ip(L, gn->d.iPAddress); return 1;
+    default: return 0;
+    }
+    lua_pushlstring(L, (const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+    return 1;
+}
+
+/* cert:subject_alt_names() -> {"localhost", "127.0.0.1", ...} */
+static int cert_subject_alt_names(lua_State *L) {
+    X509 *x = checkcert(L);
+    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int i, n = 0;
+    lua_newtable(L);
+    for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++)
+        if (push_general_name(L, sk_GENERAL_NAME_value(names, i))) lua_rawseti(L, -2, ++n);
+    GENERAL_NAMES_free(names);
+    ERR_clear_error();
+    return 1;
+}
+
+/* Seconds since the epoch of a UTC calendar date (days_from_civil). */
+static lua_Integer epoch_seconds(const struct tm *tm) {
+    long long y = tm->tm_year + 1900, m = tm->tm_mon + 1, era, yoe, doy, doe;
+    y -= m <= 2;
+    era = (y >= 0 ? y : y - 399) / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + tm->tm_mday - 1;
+    doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return (lua_Integer)((era * 146097 + doe - 719468) * 86400 + tm->tm_hour * 3600 +
+                         tm->tm_min * 60 + tm->tm_sec);
+}
+
+static int push_time(lua_State *L, const ASN1_TIME *t) {
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1) {
+        ERR_clear_error();
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, epoch_seconds(&tm));
+    return 1;
+}
+
+static int cert_not_before(lua_State *L) {
+    return push_time(L, X509_get0_notBefore(checkcert(L)));
+}
+
+static int cert_not_after(lua_State *L) {
+    return push_time(L, X509_get0_notAfter(checkcert(L)));
+}
+
+static int cert_serial(lua_State *L) {
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(checkcert(L)), NULL);
+    char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    BN_free(bn);
+    if (hex == NULL) return luaL_error(L, "lunatls.Certificate: out of memory");
+    lua_pushstring(L, hex);
+    OPENSSL_free(hex);
+    return 1;
+}
+
+/* cert:fingerprint([digest]) -> lowercase hex of the DER's digest (sha256) */
+static int cert_fingerprint(lua_State *L) {
+    X509 *x = checkcert(L);
+    const char *name = luaL_optstring(L, 2, "sha256");
+    unsigned char md[EVP_MAX_MD_SIZE];
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    unsigned int i, len = 0;
+    EVP_MD *digest = EVP_MD_fetch(NULL, name, NULL);
+    int ok = digest != NULL && X509_digest(x, digest, md, &len) == 1;
+    EVP_MD_free(digest);
+    ERR_clear_error();
+    if (!ok) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown digest '%s'", name));
+    for (i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    lua_pushlstring(L, hex, 2 * (size_t)len);
+    return 1;
+}
+
+static int cert_pem(lua_State *L) {
+    X509 *x = checkcert(L);
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) return luaL_error(L, "lunatls.Certificate: out of memory");
+    return push_membio(L, bio, PEM_write_bio_X509(bio, x) == 1);
+}
+
+static int cert_gc(lua_State *L) {
+    lunatls_Certificate *c = (lunatls_Certificate *)luaL_checkudata(L, 1, LUNATLS_CERTIFICATE);
+    X509_free(c->x509);
+    c->x509 = NULL;
+    return 0;
+}
+
+static int cert_tostring(lua_State *L) {
+    X509 *x = checkcert(L);
+    char *subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
+    lua_pushfstring(L, "%s: %s", LUNATLS_CERTIFICATE, subject != NULL ? subject : "?");
+    OPENSSL_free(subject);
+    return 1;
+}
+
+static int cert_eq(lua_State *L) {
+    lunatls_Certificate *a = (lunatls_Certificate *)luaL_checkudata(L, 1, LUNATLS_CERTIFICATE);
+    lunatls_Certificate *b = (lunatls_Certificate *)luaL_checkudata(L, 2, LUNATLS_CERTIFICATE);
+    lua_pushboolean(L, a->x509 != NULL && b->x509 != NULL && X509_cmp(a->x509, b->x509) == 0);
+    return 1;
+}
+
+void lunatls_open_certificate(lua_State *L) {
+    static const luaL_Reg methods[] = {
+        {"subject", cert_subject},
+        {"issuer", cert_issuer},
+        {"subject_alt_names", cert_subject_alt_names},
+        {"not_before", cert_not_before},
+        {"not_after", cert_not_after},
+        {"serial", cert_serial},
+        {"fingerprint", cert_fingerprint},
+        {"pem", cert_pem},
+        {NULL, NULL},
+    };
+    static const luaL_Reg metamethods[] = {
+        {"__gc", cert_gc},
+        {"__tostring", cert_tostring},
+        {"__eq", cert_eq},
+        {NULL, NULL},
+    };
+    lunatls_newclass(L, LUNATLS_CERTIFICATE, methods, metamethods);
+}
