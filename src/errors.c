@@ -93,9 +93,19 @@ static int verify_failure(lua_State *L, lunatls_Conn *c, unsigned long e, const 
     return lunatls_fail(L, lua_tostring(L, -1), "verify");
 }
 
+/* A BIO pair end whose other half was freed (the application closed the
+ * network end) fails with BIO_R_UNINITIALIZED: the transport is gone. */
+static int is_closed_bio_pair(unsigned long e) {
+    return e != 0 && ERR_GET_LIB(e) == ERR_LIB_BIO && ERR_GET_REASON(e) == BIO_R_UNINITIALIZED;
+}
+
 static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
     unsigned long e = ERR_peek_last_error();
     const char *reason;
+    if (is_closed_bio_pair(e)) {
+        lua_pushfstring(L, "%s: unexpected eof: the network end of the BIO pair was closed", op);
+        return lunatls_fail(L, lua_tostring(L, -1), "eof");
+    }
     if (is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
         lua_pushfstring(L, "%s: unexpected eof: the peer closed the connection "
                            "without close_notify", op);
