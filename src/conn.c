@@ -167,6 +167,13 @@ static int conn_option(lua_State *L, const char *name, int t, const char *expect
     return got != LUA_TNIL;
 }
 
+/* The value at idx if it is a number with an integral value (3 or 3.0), else -1. */
+static lua_Integer integral_number(lua_State *L, int idx) {
+    int ok = 0;
+    lua_Integer n = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &ok) : 0;
+    return ok ? n : -1;
+}
+
 /* The socket number of an integer, or of an object with a getfd() method. */
 static int fd_of(lua_State *L, int idx) {
     lua_Integer fd;
@@ -181,7 +188,7 @@ static int fd_of(lua_State *L, int idx) {
             luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
         lua_pushvalue(L, idx);
         lua_call(L, 1, 1);
-        fd = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+        fd = integral_number(L, -1); /* LuaSocket's getfd() gives a float */
         lua_pop(L, 1);
     }
     if (fd < 0 || fd > INT32_MAX) luaL_argerror(L, 2, "option 'fd': not a valid socket");
