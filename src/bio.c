@@ -8,6 +8,7 @@
 #include "lunatls.h"
 
 #include <limits.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
@@ -72,25 +73,30 @@ static int bio_write(lua_State *L) {
     return 2;
 }
 
-/* Reads up to max bytes that sit in the pair's buffer, straight from it into a
- * Lua string (BIO_nread0 exposes the buffer without a copy). */
-static int read_available(lua_State *L, BIO *bio, size_t max) {
+/* Reads want bytes (no more than are pending) out of the pair's ring buffer
+ * into one Lua string, copied once: BIO_nread0 exposes the buffer. The bytes
+ * lie in one piece, or in two when they wrap around the end of the ring;
+ * only then is a luaL_Buffer needed. */
+static int read_available(lua_State *L, BIO *bio, size_t want) {
     luaL_Buffer buf;
-    char *p;
+    char *p, *out;
+    size_t first;
     ossl_ssize_t n = BIO_nread0(bio, &p);
-    if (n > 0 && (size_t)n >= max) {
-        lua_pushlstring(L, p, max);
-        BIO_nread(bio, &p, (int)max);
+    if (n <= 0) return luaL_error(L, "read: BIO pair out of step");
+    if ((size_t)n >= want) {
+        lua_pushlstring(L, p, want);
+        BIO_nread(bio, &p, (int)want);
         return 1;
     }
-    luaL_buffinit(L, &buf);
-    while (max > 0 && (n = BIO_nread0(bio, &p)) > 0) {
-        size_t take = (size_t)n < max ? (size_t)n : max;
-        luaL_addlstring(&buf, p, take);
-        BIO_nread(bio, &p, (int)take);
-        max -= take;
-    }
-    luaL_pushresult(&buf);
+    first = (size_t)n;
+    out = luaL_buffinitsize(L, &buf, want);
+    n = BIO_nread(bio, &p, (int)first); /* p may have moved: luaL_Buffer can run the GC */
+    if (n != (ossl_ssize_t)first) return luaL_error(L, "read: BIO pair out of step");
+    memcpy(out, p, first);
+    if (BIO_nread(bio, &p, (int)(want - first)) != (ossl_ssize_t)(want - first))
+        return luaL_error(L, "read: BIO pair out of step");
+    memcpy(out + first, p, want - first);
+    luaL_pushresultsize(&buf, want);
     return 1;
 }
 
@@ -101,7 +107,8 @@ static int bio_read(lua_State *L) {
     size_t pending;
     luaL_argcheck(L, max > 0, 2, "max must be positive");
     pending = BIO_ctrl_pending(b->bio);
-    if (pending > 0) return read_available(L, b->bio, (size_t)max);
+    if (pending > 0)
+        return read_available(L, b->bio, (lua_Integer)pending < max ? pending : (size_t)max);
     luaL_pushfail(L);
     /* Empty: "closed" once the other end has shut down writing (or is gone). */
     if (BIO_eof(b->bio))
