@@ -54,3 +54,33 @@ test: deps
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- benchmark (issue 5; bench/README.md) ----------------------------------
+# `make bench`: the full run (C harness vs lunatls, LuaSec and cqueues over
+# loopback TCP, memory per connection, callgrind instruction counts): a few
+# minutes. It installs the packages it alone needs; they are deliberately not
+# in PACKAGES, so `make test` never installs them. `make bench-smoke`: a few
+# iterations of everything but callgrind, in about a second; `make test` runs
+# it through spec/90-bench_smoke_spec.lua so the benchmark cannot rot.
+# BENCH_ARGS passes options to bench/run.lua (e.g. BENCH_ARGS=--rounds=11).
+BENCH_PACKAGES = lua-sec lua-cqueues lua-luaossl valgrind
+BENCH_HARNESS  = $(BUILD)/bench/harness
+BENCH_ARGS    ?=
+
+.PHONY: bench bench-smoke bench-deps bench-harness
+
+bench-harness: $(BENCH_HARNESS)
+
+$(BENCH_HARNESS): bench/harness.c Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(WARNINGS) $(CFLAGS) -o $@ bench/harness.c $(LDFLAGS) $(LIBS)
+
+bench-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
+
+bench: deps bench-deps
+	$(MAKE) all bench-harness
+	$(LUA) bench/run.lua $(BENCH_ARGS)
+
+bench-smoke: all bench-harness
+	$(LUA) bench/run.lua --smoke

@@ -1,0 +1,395 @@
+/* The C reference for lunatls's benchmark: the same OpenSSL work, no Lua.
+ *
+ * A client and a server live in one process, each SSL on its own BIO pair
+ * (17 KiB each way), exactly as `ctx:new_conn{}` builds them; the program
+ * moves bytes between the two network ends the way an application must
+ * (read them out of one end into its own memory, write them into the other)
+ * after every TLS call. Each step makes the OpenSSL calls lunatls's C code makes
+ * for the matching Lua call (src/conn.c, src/bio.c), in the same order: what
+ * is left between the two is the cost of the binding (argument checks, Lua
+ * strings, the interpreter running the application, the garbage collector).
+ * The contexts are configured as src/context.c does for
+ * `new_context{mode = "client", cafile = ...}` and
+ * `new_context{mode = "server", certificate = ..., key = ...}`, and each
+ * client connection as `new_conn{server_name = "localhost"}` (SNI plus the
+ * host-name check, never against the subject CN, no partial wildcards).
+ *
+ *   harness WORKLOAD N [FIXTURES]
+ *
+ * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | memory.
+ * N counts handshakes, writes, or (memory) connections held open.
+ * Prints one line: RESULT impl=c workload=... n=... seconds=... rate=... unit=...
+ * Time is process CPU time of the measured loop only (set-up excluded). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#define PAIR_SIZE (17 * 1024) /* lunatls's default BIO pair buffer */
+#define RECORD_MAX 16384      /* conn:read()'s default max */
+#define HOST "localhost"
+
+static const char *fixtures = "spec/fixtures";
+
+static void die(const char *what) {
+    fprintf(stderr, "harness: %s\n", what);
+    ERR_print_errors_fp(stderr);
+    exit(1);
+}
+
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *fixture(const char *name) {
+    static char path[4096];
+    snprintf(path, sizeof path, "%s/%s", fixtures, name);
+    return path;
+}
+
+/* ---- contexts: what src/context.c configures ---- */
+
+static void common_settings(SSL_CTX *ctx) {
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_max_proto_version(ctx, 0))
+        die("versions");
+}
+
+static int no_password(char *buf, int size, int rwflag, void *userdata) {
+    (void)buf, (void)size, (void)rwflag, (void)userdata;
+    return 0;
+}
+
+static SSL_CTX *new_server_ctx(void) {
+    static const unsigned char id_context[] = "lunatls";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    EVP_PKEY *pkey;
+    BIO *bio;
+    if (ctx == NULL) die("SSL_CTX_new");
+    common_settings(ctx);
+    if (SSL_CTX_use_certificate_chain_file(ctx, fixture("server.pem")) != 1) die("certificate");
+    bio = BIO_new_file(fixture("server.key"), "r");
+    pkey = bio != NULL ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
+    BIO_free(bio);
+    if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) die("key");
+    EVP_PKEY_free(pkey);
+    if (SSL_CTX_check_private_key(ctx) != 1) die("key mismatch");
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    ERR_clear_error();
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_id_context(ctx, id_context, sizeof id_context - 1);
+    return ctx;
+}
+
+static SSL_CTX *new_client_ctx(void) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) die("SSL_CTX_new");
+    common_settings(ctx);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    if (SSL_CTX_load_verify_file(ctx, fixture("ca.pem")) != 1) die("cafile");
+    ERR_clear_error();
+    return ctx;
+}
+
+/* ---- connections: what ctx:new_conn{} builds ---- */
+
+typedef struct {
+    SSL *ssl;
+    BIO *net; /* the network end the application holds */
+} End;
+
+static void end_open(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session) {
+    BIO *inner;
+    ERR_clear_error();
+    e->ssl = SSL_new(ctx);
+    if (e->ssl == NULL) die("SSL_new");
+    SSL_set_app_data(e->ssl, e);
+    if (is_server) SSL_set_accept_state(e->ssl);
+    else SSL_set_connect_state(e->ssl);
+    if (!BIO_new_bio_pair(&inner, PAIR_SIZE, &e->net, PAIR_SIZE)) die("BIO_new_bio_pair");
+    SSL_set_bio(e->ssl, inner, inner);
+    if (!is_server) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(e->ssl);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
+                                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        if (X509_VERIFY_PARAM_set1_ip_asc(param, HOST) == 1) die("not a host name");
+        ERR_clear_error();
+        if (SSL_set_tlsext_host_name(e->ssl, HOST) != 1 || SSL_set1_host(e->ssl, HOST) != 1)
+            die("server name");
+        if (session != NULL && SSL_set_session(e->ssl, session) != 1) die("SSL_set_session");
+    }
+}
+
+static void end_close(End *e) {
+    SSL_free(e->ssl); /* frees the inner end of the pair */
+    BIO_free(e->net);
+    e->ssl = NULL;
+    e->net = NULL;
+}
+
+/* conn.c's clear_errors: empty the error queue before each SSL_* call. */
+static void clear_errors(void) {
+    if (ERR_peek_error() != 0) ERR_clear_error();
+    errno = 0;
+}
+
+/* bio:read(): the bytes pending in a network end, copied once out of the
+ * ring (BIO_nread0/BIO_nread) into the application's memory; 0 when empty
+ * (then "want_read" or "closed" per BIO_eof). */
+static size_t net_read(BIO *bio, char *out, size_t max) {
+    size_t pending = BIO_ctrl_pending(bio), want, done = 0;
+    char *p;
+    if (pending == 0) {
+        (void)BIO_eof(bio);
+        return 0;
+    }
+    want = pending < max ? pending : max;
+    while (done < want) { /* one piece, or two when the ring wraps */
+        ossl_ssize_t n = BIO_nread0(bio, &p);
+        size_t take;
+        if (n <= 0) die("net_read");
+        take = (size_t)n < want - done ? (size_t)n : want - done;
+        memcpy(out + done, p, take);
+        BIO_nread(bio, &p, (int)take);
+        done += take;
+    }
+    return want;
+}
+
+/* Moves what one side wrote into the other's network end, through the
+ * application's memory: `to:write(from:read())`. */
+static void pump(BIO *from, BIO *to) {
+    static char buf[PAIR_SIZE];
+    size_t n = net_read(from, buf, sizeof buf);
+    if (n > 0 && BIO_write(to, buf, (int)n) != (int)n) die("pump");
+}
+
+/* One SSL call's failure must be a want-status, as lunatls maps it. */
+static void expect_want(SSL *ssl, int ret, const char *op) {
+    int err = SSL_get_error(ssl, ret);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) die(op);
+}
+
+static int handshake_step(End *e) {
+    int ret;
+    clear_errors();
+    ret = SSL_do_handshake(e->ssl);
+    if (ret == 1) return 1;
+    expect_want(e->ssl, ret, "do_handshake");
+    return 0;
+}
+
+/* Drives both sides, moving bytes after every call, until both are done. */
+static void handshake(End *client, End *server) {
+    int client_done = 0, server_done = 0, rounds = 0;
+    while (!(client_done && server_done)) {
+        if (!client_done) client_done = handshake_step(client);
+        pump(client->net, server->net);
+        if (!server_done) server_done = handshake_step(server);
+        pump(server->net, client->net);
+        if (++rounds > 20) die("handshake does not finish");
+    }
+}
+
+/* conn:read(): one record into a buffer of RECORD_MAX bytes; more records
+ * only when they are already buffered (SSL_pending, or bytes in the BIO).
+ * Returns the bytes read, 0 on want_read. */
+static size_t conn_read(End *e, char *out, size_t max) {
+    size_t n = 0, total;
+    clear_errors();
+    /* Straight into the application's memory: lunatls reads into a buffer
+     * on the C stack and copies that into a Lua string, a cost of the
+     * binding that this reference does not have. */
+    if (!SSL_read_ex(e->ssl, out, max < RECORD_MAX ? max : RECORD_MAX, &n)) {
+        expect_want(e->ssl, 0, "read");
+        return 0;
+    }
+    total = n;
+    if (n == max || SSL_pending(e->ssl) + BIO_ctrl_pending(SSL_get_rbio(e->ssl)) == 0) return total;
+    while (total < max) {
+        size_t want = max - total < RECORD_MAX ? max - total : RECORD_MAX;
+        if (!SSL_read_ex(e->ssl, out + total, want, &n)) {
+            clear_errors();
+            break;
+        }
+        total += n;
+    }
+    return total;
+}
+
+/* Reads until want_read, as an event loop does; returns the bytes read. */
+static size_t read_all(End *e) {
+    static char buf[RECORD_MAX];
+    size_t total = 0, n;
+    while ((n = conn_read(e, buf, sizeof buf)) > 0) total += n;
+    return total;
+}
+
+/* conn:write(): SSL_write_ex until all is taken or a call fails. */
+static void write_all(End *e, const char *data, size_t len) {
+    size_t total = 0, n;
+    clear_errors();
+    while (total < len && SSL_write_ex(e->ssl, data + total, len - total, &n) == 1) total += n;
+    if (total != len) die("write");
+}
+
+/* A connected pair with the server's session tickets already read. */
+static void open_pair(SSL_CTX *cctx, SSL_CTX *sctx, End *client, End *server) {
+    end_open(client, cctx, 0, NULL);
+    end_open(server, sctx, 1, NULL);
+    handshake(client, server);
+    read_all(client);
+}
+
+/* ---- workloads ---- */
+
+static void report(const char *workload, long n, double seconds, double rate, const char *unit) {
+    printf("RESULT impl=c workload=%s n=%ld seconds=%.6f rate=%.3f unit=%s\n", workload, n,
+           seconds, rate, unit);
+}
+
+static void run_handshakes(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
+    End client, server;
+    double t0 = cpu_seconds(), t;
+    long i;
+    for (i = 0; i < n; i++) {
+        end_open(&client, cctx, 0, NULL);
+        end_open(&server, sctx, 1, NULL);
+        handshake(&client, &server);
+        end_close(&client);
+        end_close(&server);
+    }
+    t = cpu_seconds() - t0;
+    report("handshake", n, t, (double)n / t, "hs/s");
+}
+
+static void run_resumed(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
+    End first_client, first_server, client, server;
+    SSL_SESSION *session;
+    double t0, t;
+    long i;
+    /* Kept open until the end: SSL_free without a shutdown would mark the
+     * session not resumable (OpenSSL's ssl_clear_bad_session). */
+    open_pair(cctx, sctx, &first_client, &first_server);
+    session = SSL_get1_session(first_client.ssl);
+    t0 = cpu_seconds();
+    for (i = 0; i < n; i++) {
+        end_open(&client, cctx, 0, session);
+        end_open(&server, sctx, 1, NULL);
+        handshake(&client, &server);
+        if (!SSL_session_reused(client.ssl)) die("session not reused");
+        /* A clean close (our close_notify): SSL_free after none would mark
+         * the shared session not resumable. */
+        clear_errors();
+        if (SSL_shutdown(client.ssl) != 0) die("shutdown");
+        end_close(&client);
+        end_close(&server);
+    }
+    t = cpu_seconds() - t0;
+    SSL_SESSION_free(session);
+    end_close(&first_client);
+    end_close(&first_server);
+    report("resume", n, t, (double)n / t, "hs/s");
+}
+
+static void run_bulk(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, size_t size, long n) {
+    End client, server;
+    char *chunk = malloc(size);
+    size_t got = 0;
+    double t0, t;
+    long i;
+    if (chunk == NULL) die("malloc");
+    memset(chunk, 'x', size);
+    open_pair(cctx, sctx, &client, &server);
+    t0 = cpu_seconds();
+    for (i = 0; i < n; i++) {
+        write_all(&client, chunk, size);
+        pump(client.net, server.net);
+        got += read_all(&server);
+    }
+    t = cpu_seconds() - t0;
+    if (got != size * (size_t)n) die("bulk: bytes lost");
+    end_close(&client);
+    end_close(&server);
+    free(chunk);
+    report(workload, n, t, (double)got / t / (1024.0 * 1024.0), "MiB/s");
+}
+
+/* Resident set size in bytes (what the kernel charges the process). */
+static long rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, resident = 0;
+    if (f == NULL) return 0;
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    fclose(f);
+    return resident * sysconf(_SC_PAGESIZE);
+}
+
+/* n idle established connections (n/2 client-server pairs), each having
+ * exchanged one small message each way. */
+static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
+    long pairs = n / 2, i;
+    End *ends = calloc((size_t)pairs * 2, sizeof *ends);
+    struct mallinfo2 m0, m1;
+    long rss0, rss1;
+    if (ends == NULL) die("calloc");
+    m0 = mallinfo2();
+    rss0 = rss_bytes();
+    for (i = 0; i < pairs; i++) {
+        End *client = &ends[2 * i], *server = &ends[2 * i + 1];
+        open_pair(cctx, sctx, client, server);
+        write_all(client, "ping", 4);
+        pump(client->net, server->net);
+        if (read_all(server) != 4) die("ping");
+        write_all(server, "pong", 4);
+        pump(server->net, client->net);
+        if (read_all(client) != 4) die("pong");
+    }
+    m1 = mallinfo2();
+    rss1 = rss_bytes();
+    printf("RESULT impl=c workload=memory n=%ld rss_per_conn=%.0f heap_per_conn=%.0f unit=B\n",
+           pairs * 2, (double)(rss1 - rss0) / (double)(pairs * 2),
+           (double)(m1.uordblks - m0.uordblks) / (double)(pairs * 2));
+    for (i = 0; i < pairs * 2; i++) end_close(&ends[i]);
+    free(ends);
+}
+
+int main(int argc, char **argv) {
+    SSL_CTX *cctx, *sctx;
+    const char *workload;
+    long n;
+    if (argc < 3) {
+        fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|memory N [fixtures]\n");
+        return 2;
+    }
+    workload = argv[1];
+    n = atol(argv[2]);
+    if (argc > 3) fixtures = argv[3];
+    if (n <= 0) die("N must be positive");
+    OPENSSL_init_ssl(0, NULL);
+    cctx = new_client_ctx();
+    sctx = new_server_ctx();
+    if (strcmp(workload, "handshake") == 0) run_handshakes(cctx, sctx, n);
+    else if (strcmp(workload, "resume") == 0) run_resumed(cctx, sctx, n);
+    else if (strcmp(workload, "bulk16k") == 0) run_bulk(cctx, sctx, workload, 16384, n);
+    else if (strcmp(workload, "bulk1k") == 0) run_bulk(cctx, sctx, workload, 1024, n);
+    else if (strcmp(workload, "bulk64") == 0) run_bulk(cctx, sctx, workload, 64, n);
+    else if (strcmp(workload, "memory") == 0) run_memory(cctx, sctx, n);
+    else die("unknown workload");
+    SSL_CTX_free(cctx);
+    SSL_CTX_free(sctx);
+    return 0;
+}

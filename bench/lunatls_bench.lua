@@ -1,0 +1,402 @@
+--- The benchmark workloads through lunatls's public API.
+-- The same work as bench/harness.c, step by step: a client and a server in
+-- one process, each connection on its own BIO pair, bytes moved between the
+-- two network ends after every call. Over loopback TCP, to compare with
+-- LuaSec and cqueues, which need a socket: the `sock_*` workloads keep the
+-- BIO pairs and move the bytes through LuaSocket sockets (lunatls's own way
+-- over any transport), the `tcp_*` workloads give the SSL the socket itself
+-- (`new_conn{fd = ...}`). Both stream bulk writes in batches of 64 KiB, as
+-- bench/luasec_bench.lua and bench/cqueues_bench.lua do.
+--
+--   lua5.4 bench/lunatls_bench.lua WORKLOAD N [FIXTURES]
+--
+-- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | memory |
+-- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 |
+-- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64.
+-- Prints one line: RESULT impl=lunatls workload=... n=... seconds=... rate=... unit=...
+-- Time is process CPU time (os.clock) of the measured loop only.
+
+local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+
+local tls = require "lunatls"
+
+-- BENCH_GC=incremental|generational picks the collector's mode (to study
+-- its share; the stand-alone lua5.4 interpreter runs generational).
+if os.getenv("BENCH_GC") then collectgarbage(os.getenv("BENCH_GC")) end
+
+local clock = os.clock
+local HOST = "localhost"
+local SIZES = { bulk16k = 16384, bulk1k = 1024, bulk64 = 64 }
+local BATCH_BYTES = 64 * 1024 -- in flight at once over TCP
+
+local workload, n, fixtures = arg[1], tonumber(arg[2]), arg[3] or (root .. "/spec/fixtures")
+if not workload or not n or n <= 0 then
+  io.stderr:write("usage: lunatls_bench.lua WORKLOAD N [FIXTURES]\n")
+  os.exit(2)
+end
+
+local server_ctx = assert(tls.new_context {
+  mode = "server",
+  certificate = fixtures .. "/server.pem",
+  key = fixtures .. "/server.key",
+})
+local client_ctx = assert(tls.new_context {
+  mode = "client",
+  cafile = fixtures .. "/ca.pem",
+})
+
+local function report(name, count, seconds, rate, unit)
+  print(string.format("RESULT impl=lunatls workload=%s n=%d seconds=%.6f rate=%.3f unit=%s",
+    name, count, seconds, rate, unit))
+end
+
+--- Moves what one network end holds into the other: `to:write(from:read())`.
+local function pump(from, to)
+  local data = from:read()
+  if data and to:write(data) ~= #data then error("pump: peer buffer full") end
+end
+
+--- Drives both sides, moving bytes after every call, until both are done.
+local function handshake(client, server)
+  local cnet, snet = client:bio(), server:bio()
+  local client_done, server_done = false, false
+  for _ = 1, 20 do
+    if not client_done then
+      local status, err = client:do_handshake()
+      if not status then error("client handshake: " .. err) end
+      client_done = status == "done"
+    end
+    pump(cnet, snet)
+    if not server_done then
+      local status, err = server:do_handshake()
+      if not status then error("server handshake: " .. err) end
+      server_done = status == "done"
+    end
+    pump(snet, cnet)
+    if client_done and server_done then return end
+  end
+  error("handshake does not finish")
+end
+
+--- Reads until want_read, as an event loop does; returns the bytes read.
+local function read_all(conn)
+  local total = 0
+  while true do
+    local data, status = conn:read()
+    if not data then
+      if status ~= "want_read" then error("read: " .. tostring(status)) end
+      return total
+    end
+    total = total + #data
+  end
+end
+
+--- A connected pair with the server's session tickets already read.
+local function open_pair()
+  local client = client_ctx:new_conn { server_name = HOST }
+  local server = server_ctx:new_conn()
+  handshake(client, server)
+  read_all(client)
+  return client, server
+end
+
+local function run_handshakes(count)
+  local t0 = clock()
+  for _ = 1, count do
+    local client = client_ctx:new_conn { server_name = HOST }
+    local server = server_ctx:new_conn()
+    handshake(client, server)
+    client:close()
+    server:close()
+  end
+  local t = clock() - t0
+  report("handshake", count, t, count / t, "hs/s")
+end
+
+local function run_resumed(count)
+  -- Kept open until the end: closing without a shutdown would mark the
+  -- session not resumable (OpenSSL's ssl_clear_bad_session).
+  local first_client, first_server = open_pair()
+  local session = first_client:session()
+  local t0 = clock()
+  for _ = 1, count do
+    local client = client_ctx:new_conn { server_name = HOST, session = session }
+    local server = server_ctx:new_conn()
+    handshake(client, server)
+    if not client:session_reused() then error("session not reused") end
+    if client:shutdown() ~= "want_read" then error("shutdown") end
+    client:close()
+    server:close()
+  end
+  local t = clock() - t0
+  first_client:close()
+  first_server:close()
+  report("resume", count, t, count / t, "hs/s")
+end
+
+local function run_bulk(name, count)
+  local size = SIZES[name]
+  local chunk = string.rep("x", size)
+  local client, server = open_pair()
+  local cnet, snet = client:bio(), server:bio()
+  local got = 0
+  local t0 = clock()
+  for _ = 1, count do
+    if client:write(chunk) ~= size then error("write") end
+    pump(cnet, snet)
+    got = got + read_all(server)
+  end
+  local t = clock() - t0
+  if got ~= size * count then error("bulk: bytes lost") end
+  client:close()
+  server:close()
+  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+end
+
+--- Resident set size in bytes.
+local function rss_bytes()
+  local f = assert(io.open("/proc/self/statm"))
+  local _, resident = f:read("n", "n")
+  f:close()
+  return resident * 4096
+end
+
+--- n idle established connections (n/2 client-server pairs), each having
+-- exchanged one small message each way.
+local function run_memory(count)
+  local pairs_count = count // 2
+  local conns = {}
+  collectgarbage("collect")
+  local rss0, lua0 = rss_bytes(), collectgarbage("count") * 1024
+  for i = 1, pairs_count do
+    local client, server = open_pair()
+    local cnet, snet = client:bio(), server:bio()
+    assert(client:write("ping") == 4)
+    pump(cnet, snet)
+    assert(read_all(server) == 4)
+    assert(server:write("pong") == 4)
+    pump(snet, cnet)
+    assert(read_all(client) == 4)
+    conns[2 * i - 1], conns[2 * i] = client, server
+  end
+  collectgarbage("collect")
+  local rss1, lua1 = rss_bytes(), collectgarbage("count") * 1024
+  local total = pairs_count * 2
+  print(string.format("RESULT impl=lunatls workload=memory n=%d rss_per_conn=%.0f lua_per_conn=%.0f unit=B",
+    total, (rss1 - rss0) / total, (lua1 - lua0) / total))
+  for _, conn in ipairs(conns) do conn:close() end
+end
+
+-- ---- over loopback TCP (fd mode) ----
+
+local function tcp_pair(listener)
+  local socket = require "socket"
+  local c = assert(socket.tcp())
+  assert(c:connect(listener:getsockname()))
+  local s = assert(listener:accept())
+  for _, sock in ipairs { c, s } do
+    sock:setoption("tcp-nodelay", true)
+    sock:settimeout(0)
+  end
+  return c, s
+end
+
+local function tcp_listener()
+  local socket = require "socket"
+  return assert(socket.bind("127.0.0.1", 0))
+end
+
+--- The same handshake loop without the byte moving: the kernel does it.
+local function tcp_handshake(client, server)
+  local client_done, server_done = false, false
+  for _ = 1, 1000 do
+    if not client_done then
+      local status, err = client:do_handshake()
+      if not status then error("client handshake: " .. err) end
+      client_done = status == "done"
+    end
+    if not server_done then
+      local status, err = server:do_handshake()
+      if not status then error("server handshake: " .. err) end
+      server_done = status == "done"
+    end
+    if client_done and server_done then return end
+  end
+  error("handshake does not finish")
+end
+
+local function run_tcp_handshakes(count)
+  local listener = tcp_listener()
+  local t0 = clock()
+  for _ = 1, count do
+    local csock, ssock = tcp_pair(listener)
+    local client = client_ctx:new_conn { server_name = HOST, fd = csock }
+    local server = server_ctx:new_conn { fd = ssock }
+    tcp_handshake(client, server)
+    client:close()
+    server:close()
+    csock:close()
+    ssock:close()
+  end
+  local t = clock() - t0
+  listener:close()
+  report("tcp_handshake", count, t, count / t, "hs/s")
+end
+
+--- Streams count writes of one size: the client writes a batch of up to
+-- 64 KiB (the kernel takes it all), then the server reads until it has it.
+local function run_tcp_bulk(name, count)
+  local size = SIZES[name:sub(5)]
+  local chunk = string.rep("x", size)
+  local batch = math.max(1, BATCH_BYTES // size)
+  local listener = tcp_listener()
+  local csock, ssock = tcp_pair(listener)
+  local client = client_ctx:new_conn { server_name = HOST, fd = csock }
+  local server = server_ctx:new_conn { fd = ssock }
+  tcp_handshake(client, server)
+  read_all(client)
+  local sent, got = 0, 0
+  local t0 = clock()
+  while sent < count do
+    for _ = 1, math.min(batch, count - sent) do
+      if client:write(chunk) ~= size then error("write") end
+      sent = sent + 1
+    end
+    while got < size * sent do got = got + read_all(server) end
+  end
+  local t = clock() - t0
+  client:close()
+  server:close()
+  csock:close()
+  ssock:close()
+  listener:close()
+  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+end
+
+-- ---- BIO pairs over loopback TCP (LuaSocket carries the bytes) ----
+-- lunatls's own design: TLS on a BIO pair, the application moving bytes
+-- between the network end and its socket (what the coroutine layer does).
+
+--- Sends everything the connection wrote (after every call, as the API asks).
+local function flush(net, sock)
+  local data = net:read()
+  if not data then return end
+  local i = 1
+  while i <= #data do
+    local last, err, partial = sock:send(data, i)
+    if last then
+      i = last + 1
+    elseif err == "timeout" then
+      i = partial + 1
+    else
+      error("send: " .. err)
+    end
+  end
+end
+
+--- Feeds what the socket holds into the network end (no more than it takes).
+local function feed(sock, net)
+  local room = net:write_guarantee()
+  if room == 0 then return end
+  local data, err, partial = sock:receive(room)
+  data = data or partial
+  if err and err ~= "timeout" then error("receive: " .. err) end
+  if #data > 0 and net:write(data) ~= #data then error("feed: network end full") end
+end
+
+local function sock_handshake(client, server, csock, ssock)
+  local cnet, snet = client:bio(), server:bio()
+  local client_done, server_done = false, false
+  for _ = 1, 1000 do
+    if not client_done then
+      feed(csock, cnet)
+      local status, err = client:do_handshake()
+      if not status then error("client handshake: " .. err) end
+      flush(cnet, csock)
+      client_done = status == "done"
+    end
+    if not server_done then
+      feed(ssock, snet)
+      local status, err = server:do_handshake()
+      if not status then error("server handshake: " .. err) end
+      flush(snet, ssock)
+      server_done = status == "done"
+    end
+    if client_done and server_done then return end
+  end
+  error("handshake does not finish")
+end
+
+local function run_sock_handshakes(count)
+  local listener = tcp_listener()
+  local t0 = clock()
+  for _ = 1, count do
+    local csock, ssock = tcp_pair(listener)
+    local client = client_ctx:new_conn { server_name = HOST }
+    local server = server_ctx:new_conn()
+    sock_handshake(client, server, csock, ssock)
+    client:close()
+    server:close()
+    csock:close()
+    ssock:close()
+  end
+  local t = clock() - t0
+  listener:close()
+  report("sock_handshake", count, t, count / t, "hs/s")
+end
+
+--- Streams count writes as run_tcp_bulk does, through the BIO pairs.
+local function run_sock_bulk(name, count)
+  local size = SIZES[name:sub(6)]
+  local chunk = string.rep("x", size)
+  local batch = math.max(1, BATCH_BYTES // size)
+  local listener = tcp_listener()
+  local csock, ssock = tcp_pair(listener)
+  local client = client_ctx:new_conn { server_name = HOST }
+  local server = server_ctx:new_conn()
+  local cnet, snet = client:bio(), server:bio()
+  sock_handshake(client, server, csock, ssock)
+  local sent, got = 0, 0
+  local t0 = clock()
+  while sent < count do
+    for _ = 1, math.min(batch, count - sent) do
+      if client:write(chunk) ~= size then error("write") end
+      flush(cnet, csock)
+      sent = sent + 1
+    end
+    while got < size * sent do
+      feed(ssock, snet)
+      got = got + read_all(server)
+    end
+  end
+  local t = clock() - t0
+  client:close()
+  server:close()
+  csock:close()
+  ssock:close()
+  listener:close()
+  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+end
+
+if workload == "handshake" then
+  run_handshakes(n)
+elseif workload == "resume" then
+  run_resumed(n)
+elseif SIZES[workload] then
+  run_bulk(workload, n)
+elseif workload == "memory" then
+  run_memory(n)
+elseif workload == "tcp_handshake" then
+  run_tcp_handshakes(n)
+elseif workload:match("^tcp_") and SIZES[workload:sub(5)] then
+  run_tcp_bulk(workload, n)
+elseif workload == "sock_handshake" then
+  run_sock_handshakes(n)
+elseif workload:match("^sock_") and SIZES[workload:sub(6)] then
+  run_sock_bulk(workload, n)
+else
+  io.stderr:write("lunatls_bench.lua: unknown workload " .. workload .. "\n")
+  os.exit(2)
+end

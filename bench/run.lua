@@ -1,0 +1,340 @@
+--- Runs lunatls's benchmark and prints the tables bench/README.md quotes.
+-- Every figure comes from a separate process; C and Lua runs of the same
+-- workload alternate (C first in odd rounds, lunatls first in even ones), and
+-- the tables show medians. Then, unless --no-callgrind, each workload runs
+-- under callgrind at two sizes and the difference gives instructions per
+-- operation (set-up and start-up cancel out), a figure the machine's noise
+-- does not move.
+--
+--   lua5.4 bench/run.lua [--smoke] [--rounds=N] [--scale=F] [--no-callgrind]
+--                        [--callgrind] [--no-peers] [--no-memory] [--only=w1,w2]
+--
+-- --smoke: one round of a few iterations, no callgrind (what `make test`
+-- runs so that the benchmark cannot rot); --callgrind adds it back.
+--
+-- Run from the repository root after `make` and `make bench-harness`
+-- (`make bench` does all of it). Exits non-zero when a run fails; the
+-- acceptance targets are reported, not enforced.
+
+local HARNESS = "build/bench/harness"
+local LUA = os.getenv("LUA") or "lua5.4"
+local TUNABLES = "glibc.cpu.x86_rep_movsb_threshold=2147483647:" ..
+                 "glibc.cpu.x86_rep_stosb_threshold=2147483647"
+
+-- name, iterations (full, smoke), unit, target ratio lunatls/C
+local WORKLOADS = {
+  { name = "handshake", full = 400, smoke = 3, unit = "hs/s", target = 0.95 },
+  { name = "resume", full = 800, smoke = 3, unit = "hs/s" },
+  { name = "bulk16k", full = 20000, smoke = 20, unit = "MiB/s", target = 0.90 },
+  { name = "bulk1k", full = 120000, smoke = 50, unit = "MiB/s", target = 0.80 },
+  { name = "bulk64", full = 200000, smoke = 50, unit = "MiB/s" },
+}
+
+-- Over loopback TCP: lunatls two ways (its BIO pair with LuaSocket moving
+-- the bytes; the socket given as fd), LuaSec, cqueues.
+local PEER_IMPLS = {
+  { impl = "lunatls", prefix = "sock_", label = "lunatls BIO" },
+  { impl = "lunatls", prefix = "tcp_", label = "lunatls fd" },
+  { impl = "luasec", prefix = "", label = "LuaSec" },
+  { impl = "cqueues", prefix = "", label = "cqueues" },
+}
+local PEER_WORKLOADS = {
+  { name = "handshake", full = 300, smoke = 3, unit = "hs/s" },
+  { name = "bulk16k", full = 10000, smoke = 20, unit = "MiB/s" },
+  { name = "bulk1k", full = 40000, smoke = 50, unit = "MiB/s" },
+  { name = "bulk64", full = 40000, smoke = 50, unit = "MiB/s" },
+}
+
+-- Iterations at the two callgrind sizes (difference / (big - small) = per op).
+local CALLGRIND = {
+  handshake = { 5, 25 },
+  resume = { 5, 45 },
+  bulk16k = { 100, 1100 },
+  bulk1k = { 500, 5500 },
+  bulk64 = { 1000, 11000 },
+}
+
+local function parse_options(argv)
+  local opts = { rounds = 7, scale = 1, peers = true, memory = true }
+  local callgrind
+  for _, a in ipairs(argv) do
+    local key, value = a:match("^%-%-([%w-]+)=?(.*)$")
+    if key == "smoke" then
+      opts.smoke, opts.rounds = true, 1
+    elseif key == "callgrind" then
+      callgrind = true
+    elseif key == "rounds" then
+      opts.rounds = assert(math.tointeger(tonumber(value)), "--rounds=N")
+    elseif key == "scale" then
+      opts.scale = assert(tonumber(value), "--scale=F")
+    elseif key == "no-callgrind" then
+      callgrind = false
+    elseif key == "no-peers" then
+      opts.peers = false
+    elseif key == "no-memory" then
+      opts.memory = false
+    elseif key == "only" then
+      opts.only = {}
+      for w in value:gmatch("[^,]+") do opts.only[w] = true end
+    else
+      io.stderr:write("run.lua: unknown option " .. a .. "\n")
+      os.exit(2)
+    end
+  end
+  if callgrind == nil then callgrind = not opts.smoke end
+  opts.callgrind = callgrind
+  return opts
+end
+
+local opts = parse_options(arg)
+
+local function selected(name)
+  return not opts.only or opts.only[name]
+end
+
+local function iterations(w)
+  if opts.smoke then return w.smoke end
+  return math.max(1, math.floor(w.full * opts.scale + 0.5))
+end
+
+--- Runs a command; returns its output, raising when it fails.
+local function run(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  if not ok then error(string.format("command failed (%s): %s\n%s", tostring(code), cmd, out)) end
+  return out
+end
+
+--- The RESULT line's fields, or nil, "skip" for a SKIP line.
+local function result_of(out, cmd)
+  local line = out:match("RESULT ([^\n]*)")
+  if not line then
+    if out:match("SKIP ") then return nil, "skip" end
+    error("no RESULT from: " .. cmd .. "\n" .. out)
+  end
+  local fields = {}
+  for k, v in line:gmatch("([%w_]+)=(%S+)") do fields[k] = tonumber(v) or v end
+  return fields
+end
+
+local function command(impl, workload, n)
+  if impl == "c" then return string.format("%s %s %d", HARNESS, workload, n) end
+  return string.format("%s bench/%s_bench.lua %s %d", LUA, impl, workload, n)
+end
+
+local function measure(impl, workload, n)
+  local cmd = command(impl, workload, n)
+  return result_of(run(cmd), cmd)
+end
+
+local function median(list)
+  if #list == 0 then return nil end
+  local sorted = { table.unpack(list) }
+  table.sort(sorted)
+  local mid = (#sorted + 1) // 2
+  if #sorted % 2 == 1 then return sorted[mid] end
+  return (sorted[mid] + sorted[mid + 1]) / 2
+end
+
+local function fmt(x, unit)
+  if x == nil then return "n/a" end
+  if unit == "B" then return string.format("%.0f B", x) end
+  if x >= 100 then return string.format("%.0f %s", x, unit) end
+  return string.format("%.1f %s", x, unit)
+end
+
+local function ratio(a, b)
+  if a == nil or b == nil or b == 0 then return nil end
+  return a / b
+end
+
+local function verdict(r, target, at_most)
+  if not target or not r then return "" end
+  if opts.smoke then return string.format("(target %s %.2f)", at_most and "<=" or ">=", target) end
+  local ok = (at_most and r <= target) or (not at_most and r >= target)
+  return string.format("%s %.2f %s", at_most and "<=" or ">=", target, ok and "ok" or "BELOW TARGET")
+end
+
+local function shell(cmd)
+  local p = io.popen(cmd .. " 2>/dev/null")
+  local out = p and p:read("a") or ""
+  if p then p:close() end
+  return (out:gsub("%s+$", ""))
+end
+
+local function machine()
+  local cpu = shell("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"):gsub("^%s+", "")
+  return string.format("%s; %s cores; %s; kernel %s; %s; %s",
+    cpu, shell("nproc"), shell("grep -m1 MemTotal /proc/meminfo | awk '{printf \"%.0f GiB RAM\", $2/1048576}'"),
+    shell("uname -r"), shell("openssl version"), shell(LUA .. " -v"))
+end
+
+-- ---- the timed runs ----
+
+local samples = {} -- samples[impl][workload] = { rate, ... }
+
+local function add(impl, workload, value)
+  samples[impl] = samples[impl] or {}
+  samples[impl][workload] = samples[impl][workload] or {}
+  table.insert(samples[impl][workload], value)
+end
+
+local function sample(impl, key, workload, n, field)
+  local r, skip = measure(impl, workload, n)
+  if r then add(impl, key, r[field or "rate"]) end
+  return r, skip
+end
+
+local skipped = {}
+
+local function timed_rounds()
+  for round = 1, opts.rounds do
+    io.stderr:write(string.format("round %d/%d\n", round, opts.rounds))
+    local order = round % 2 == 1 and { "c", "lunatls" } or { "lunatls", "c" }
+    for _, w in ipairs(WORKLOADS) do
+      if selected(w.name) then
+        for _, impl in ipairs(order) do sample(impl, w.name, w.name, iterations(w)) end
+      end
+    end
+    if opts.peers then
+      local first, last, step = 1, #PEER_IMPLS, 1
+      if round % 2 == 0 then first, last, step = last, first, -1 end
+      for _, w in ipairs(PEER_WORKLOADS) do
+        if selected(w.name) then
+          for i = first, last, step do
+            local p = PEER_IMPLS[i]
+            local _, skip = sample(p.impl, "peer_" .. p.label .. w.name, p.prefix .. w.name,
+              iterations(w))
+            if skip then skipped[p.label] = true end
+          end
+        end
+      end
+    end
+  end
+end
+
+local function memory_rounds()
+  local n = opts.smoke and 200 or 10000
+  local rounds = opts.smoke and 1 or math.min(opts.rounds, 3)
+  for round = 1, rounds do
+    io.stderr:write(string.format("memory %d/%d (%d connections)\n", round, rounds, n))
+    local order = round % 2 == 1 and { "c", "lunatls" } or { "lunatls", "c" }
+    for _, impl in ipairs(order) do
+      local r = measure(impl, "memory", n)
+      add(impl, "memory_rss", r.rss_per_conn)
+      if r.lua_per_conn then add(impl, "memory_lua", r.lua_per_conn) end
+      if r.heap_per_conn then add(impl, "memory_heap", r.heap_per_conn) end
+    end
+  end
+  return n
+end
+
+local function med(impl, key)
+  return samples[impl] and samples[impl][key] and median(samples[impl][key])
+end
+
+-- ---- callgrind ----
+
+local function instructions(impl, workload, n)
+  local cmd = string.format("GLIBC_TUNABLES=%s valgrind --tool=callgrind --callgrind-out-file=/dev/null %s",
+    TUNABLES, command(impl, workload, n))
+  local out = run(cmd)
+  local collected = out:match("Collected%s*:%s*(%d+)")
+  if not collected then error("no callgrind total from: " .. cmd .. "\n" .. out) end
+  return tonumber(collected)
+end
+
+local function per_op(impl, workload)
+  local sizes = CALLGRIND[workload]
+  local small, big = sizes[1], sizes[2]
+  if opts.smoke then small, big = 1, 3 end
+  local a = instructions(impl, workload, small)
+  local b = instructions(impl, workload, big)
+  return (b - a) / (big - small)
+end
+
+-- ---- report ----
+
+local function print_tables(memory_n, irs)
+  local nrounds = opts.rounds
+  print(string.format("lunatls benchmark (%s)", os.date("!%Y-%m-%d %H:%M UTC")))
+  print("machine: " .. machine())
+  print(string.format("medians of %d interleaved run(s) each, process CPU time%s", nrounds,
+    opts.smoke and " (SMOKE RUN: a few iterations, figures are not meaningful)" or ""))
+  print()
+  print("BIO pairs in one process, the same OpenSSL calls: C harness vs lunatls")
+  print(string.format("%-10s %14s %14s %10s  %s", "workload", "C", "lunatls", "lunatls/C", "target"))
+  for _, w in ipairs(WORKLOADS) do
+    if selected(w.name) then
+      local c, l = med("c", w.name), med("lunatls", w.name)
+      local r = ratio(l, c)
+      print(string.format("%-10s %14s %14s %10s  %s", w.name, fmt(c, w.unit), fmt(l, w.unit),
+        r and string.format("%.3f", r) or "n/a", verdict(r, w.target)))
+    end
+  end
+  if memory_n then
+    print()
+    print(string.format("memory per idle established connection (%d open, RSS growth / connections)", memory_n))
+    local c, l = med("c", "memory_rss"), med("lunatls", "memory_rss")
+    local r = ratio(l, c)
+    print(string.format("%-10s %14s %14s %10s  %s", "per conn", fmt(c, "B"), fmt(l, "B"),
+      r and string.format("%.3f", r) or "n/a", verdict(r, 1.2, true)))
+    print(string.format("  (C heap in use per conn: %s; of lunatls's, Lua objects: %s)",
+      fmt(med("c", "memory_heap"), "B"), fmt(med("lunatls", "memory_lua"), "B")))
+  end
+  if opts.peers then
+    print()
+    print("over loopback TCP, one process (each library's own socket I/O; see bench/README.md)")
+    local head = string.format("%-10s", "workload")
+    for _, p in ipairs(PEER_IMPLS) do head = head .. string.format(" %14s", p.label) end
+    print(head .. "   lunatls BIO, fd vs best peer")
+    for _, w in ipairs(PEER_WORKLOADS) do
+      if selected(w.name) then
+        local line, rates = string.format("%-10s", w.name), {}
+        for i, p in ipairs(PEER_IMPLS) do
+          rates[i] = med(p.impl, "peer_" .. p.label .. w.name)
+          line = line .. string.format(" %14s", skipped[p.label] and "not installed" or fmt(rates[i], w.unit))
+        end
+        local best = math.max(rates[3] or 0, rates[4] or 0)
+        local r1, r2 = ratio(rates[1], best), ratio(rates[2], best)
+        print(line .. string.format("   %s, %s", r1 and string.format("%.2fx", r1) or "n/a",
+          r2 and string.format("%.2fx", r2) or "n/a"))
+      end
+    end
+  end
+  if irs then
+    print()
+    print("callgrind: instructions per operation (GLIBC_TUNABLES=" .. TUNABLES .. ")")
+    print(string.format("%-10s %14s %14s %10s  %s", "workload", "C Ir/op", "lunatls Ir/op", "C/lunatls", "target"))
+    for _, w in ipairs(WORKLOADS) do
+      local ir = irs[w.name]
+      if ir then
+        local r = ratio(ir.c, ir.lunatls)
+        print(string.format("%-10s %14.0f %14.0f %10.3f  %s", w.name, ir.c, ir.lunatls, r,
+          verdict(r, w.target)))
+      end
+    end
+  end
+end
+
+local function main()
+  local f = io.open(HARNESS)
+  if not f then error(HARNESS .. " is missing: run `make bench-harness` first") end
+  f:close()
+  timed_rounds()
+  local memory_n = opts.memory and selected("memory") and memory_rounds() or nil
+  local irs
+  if opts.callgrind then
+    irs = {}
+    for _, w in ipairs(WORKLOADS) do
+      if selected(w.name) then
+        io.stderr:write("callgrind " .. w.name .. "\n")
+        irs[w.name] = { c = per_op("c", w.name), lunatls = per_op("lunatls", w.name) }
+      end
+    end
+  end
+  print_tables(memory_n, irs)
+end
+
+main()
