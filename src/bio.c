@@ -49,7 +49,7 @@ static int bio_new_pair(lua_State *L) {
 
 /* bio:write(data) -> bytes taken (0 when full), or nil, "closed" */
 static int bio_write(lua_State *L) {
-    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     int n;
@@ -69,7 +69,7 @@ static int bio_write(lua_State *L) {
         return 1;
     }
     luaL_pushfail(L);
-    lua_pushliteral(L, "closed");
+    lunatls_pushword(L, UPV_CLOSED);
     return 2;
 }
 
@@ -102,7 +102,7 @@ static int read_available(lua_State *L, BIO *bio, size_t want) {
 
 /* bio:read([max]) -> data, or nil, "want_read" (empty), or nil, "closed" */
 static int bio_read(lua_State *L) {
-    lunatls_BIO *b = lunatls_checkbio(L, 1);
+    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
     lua_Integer max = luaL_optinteger(L, 2, LUA_MAXINTEGER);
     size_t pending;
     luaL_argcheck(L, max > 0, 2, "max must be positive");
@@ -111,10 +111,7 @@ static int bio_read(lua_State *L) {
         return read_available(L, b->bio, (lua_Integer)pending < max ? pending : (size_t)max);
     luaL_pushfail(L);
     /* Empty: "closed" once the other end has shut down writing (or is gone). */
-    if (BIO_eof(b->bio))
-        lua_pushliteral(L, "closed");
-    else
-        lua_pushliteral(L, "want_read");
+    lunatls_pushword(L, BIO_eof(b->bio) ? UPV_CLOSED : UPV_WANT_READ);
     return 2;
 }
 

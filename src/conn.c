@@ -36,7 +36,7 @@ static void clear_errors(void) {
 /* Every method that calls SSL_* I/O brackets it with these. The running
  * thread is recorded only for the length of the call, for callbacks. */
 static lunatls_Conn *begin_call(lua_State *L) {
-    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
     if (c->L != NULL) luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
     c->L = L;
     clear_errors();
@@ -316,7 +316,7 @@ static int conn_do_handshake(lua_State *L) {
     int ret = SSL_do_handshake(c->ssl);
     end_call(L, c);
     if (ret == 1) {
-        lua_pushliteral(L, "done");
+        lunatls_pushword(L, UPV_DONE);
         return 1;
     }
     return lunatls_io_failure(L, c, ret, "do_handshake", STATUS_FIRST);
@@ -390,11 +390,11 @@ static int conn_shutdown(lua_State *L) {
     int ret = SSL_shutdown(c->ssl);
     end_call(L, c);
     if (ret == 1) {
-        lua_pushliteral(L, "done");
+        lunatls_pushword(L, UPV_DONE);
         return 1;
     }
     if (ret == 0) {
-        lua_pushliteral(L, "want_read");
+        lunatls_pushword(L, UPV_WANT_READ);
         return 1;
     }
     return lunatls_io_failure(L, c, ret, "shutdown", STATUS_FIRST);
@@ -552,7 +552,7 @@ static int conn_pending(lua_State *L) {
 }
 
 static int conn_bio(lua_State *L) {
-    lunatls_checkconn(L, 1);
+    lunatls_checkself(L, LUNATLS_CONN);
     lua_getiuservalue(L, 1, CONN_UV_NETBIO);
     return 1;
 }

@@ -12,19 +12,56 @@ void *lunatls_checkopen(lua_State *L, int idx, const char *tname) {
     return p;
 }
 
+/* The self (argument 1) of a method, open: a quick test against the class's
+ * metatable in the method's upvalue, instead of luaL_checkudata's registry
+ * lookup by name; anything else goes the slow way, which raises the usual
+ * messages. Methods run this on every call. */
+void *lunatls_checkself(lua_State *L, const char *tname) {
+    void **p = (void **)lua_touserdata(L, 1);
+    if (p != NULL && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(UPV_METATABLE));
+        lua_pop(L, 1);
+        if (same) {
+            if (*p == NULL) luaL_error(L, "attempt to use a closed %s", tname);
+            return p;
+        }
+    }
+    return lunatls_checkopen(L, 1, tname);
+}
+
+static const char *const status_words[] = {
+    [UPV_DONE] = "done",
+    [UPV_WANT_READ] = "want_read",
+    [UPV_WANT_WRITE] = "want_write",
+    [UPV_CLOSED] = "closed",
+};
+
+/* Pushes a status word (UPV_DONE...) from the running method's upvalues; by
+ * name when called from a function that has none. */
+void lunatls_pushword(lua_State *L, int word) {
+    lua_pushvalue(L, lua_upvalueindex(word));
+    if (lua_type(L, -1) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        lua_pushstring(L, status_words[word]);
+    }
+}
+
 int lunatls_tostring_closed(lua_State *L, const char *tname) {
     lua_pushfstring(L, "%s (closed)", tname);
     return 1;
 }
 
 /* Creates the metatable tname with methods in __index, and leaves the stack as
- * it was. */
+ * it was. Each method gets the UPV_* upvalues. */
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods) {
+    int word;
     luaL_newmetatable(L, tname);
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);
-    luaL_setfuncs(L, methods, 0);
+    lua_pushvalue(L, -2);
+    for (word = UPV_DONE; word <= UPV_COUNT; word++) lua_pushstring(L, status_words[word]);
+    luaL_setfuncs(L, methods, UPV_COUNT);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "locked");
     lua_setfield(L, -2, "__metatable");

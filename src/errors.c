@@ -70,14 +70,11 @@ static int is_reason(unsigned long e, int reason) {
     return e != 0 && ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == reason;
 }
 
-static int push_status(lua_State *L, const char *status, lunatls_StatusStyle style) {
-    if (style == STATUS_SECOND) {
-        luaL_pushfail(L);
-        lua_pushstring(L, status);
-        return 2;
-    }
-    lua_pushstring(L, status);
-    return 1;
+/* word: UPV_WANT_READ... (see lunatls_pushword) */
+static int push_status(lua_State *L, int word, lunatls_StatusStyle style) {
+    if (style == STATUS_SECOND) luaL_pushfail(L);
+    lunatls_pushword(L, word);
+    return style == STATUS_SECOND ? 2 : 1;
 }
 
 /* The certificate-related failures: verification of the peer's chain, or a
@@ -136,11 +133,11 @@ int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
     int saved_errno = errno;
     switch (SSL_get_error(c->ssl, ret)) {
     case SSL_ERROR_WANT_READ:
-        return push_status(L, "want_read", style);
+        return push_status(L, UPV_WANT_READ, style);
     case SSL_ERROR_WANT_WRITE:
-        return push_status(L, "want_write", style);
+        return push_status(L, UPV_WANT_WRITE, style);
     case SSL_ERROR_ZERO_RETURN:
-        if (style == STATUS_SECOND) return push_status(L, "closed", style);
+        if (style == STATUS_SECOND) return push_status(L, UPV_CLOSED, style);
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
         return lunatls_fail(L, lua_tostring(L, -1), "closed");
     case SSL_ERROR_SYSCALL:

@@ -61,6 +61,18 @@ typedef struct {
     SSL_SESSION *session;
 } lunatls_Session;
 
+/* Upvalues of every method in a class's __index table (lunatls_newclass):
+ * the class's metatable, so that a method checks its self with one pointer
+ * comparison, and the status words, pushed without hashing a C string. */
+enum {
+    UPV_METATABLE = 1,
+    UPV_DONE,
+    UPV_WANT_READ,
+    UPV_WANT_WRITE,
+    UPV_CLOSED,
+    UPV_COUNT = UPV_CLOSED
+};
+
 /* How a status word is returned: handshake and shutdown give it as the first
  * (truthy) value, read and write as nil, status. */
 typedef enum { STATUS_FIRST, STATUS_SECOND } lunatls_StatusStyle;
@@ -102,6 +114,8 @@ void lunatls_open_session(lua_State *L);
 
 /* core.c: shared helpers for object types */
 void *lunatls_checkopen(lua_State *L, int idx, const char *tname);
+void *lunatls_checkself(lua_State *L, const char *tname);
+void lunatls_pushword(lua_State *L, int word);
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods);
 int lunatls_tostring_closed(lua_State *L, const char *tname);
