@@ -322,41 +322,72 @@ static int conn_do_handshake(lua_State *L) {
     return lunatls_io_failure(L, c, ret, "do_handshake", STATUS_FIRST);
 }
 
-/* conn:read([max]) -> data, or nil, status, or nil, message, code.
- * Reads at most max bytes (default: one record); takes several records in
- * one call when they are already here and max allows. */
-static int conn_read(lua_State *L) {
-    char first[RECORD_MAX];
-    lua_Integer max = luaL_optinteger(L, 2, RECORD_MAX);
-    lunatls_Conn *c;
-    size_t n = 0, want;
-    luaL_Buffer b;
-    int ret;
-    luaL_argcheck(L, max > 0, 2, "max must be positive");
-    c = begin_call(L);
-    want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
-    ret = SSL_read_ex(c->ssl, first, want, &n);
-    if (!ret || (lua_Integer)n == max || SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) == 0) {
-        end_call(L, c);
-        if (!ret) return lunatls_io_failure(L, c, ret, "read", STATUS_SECOND);
-        lua_pushlstring(L, first, n);
-        return 1;
-    }
-    /* More records wait: gather them while max allows. */
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, first, n);
-    max -= (lua_Integer)n;
-    while (max > 0) {
-        want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
-        if (!SSL_read_ex(c->ssl, luaL_prepbuffsize(&b, want), want, &n)) {
-            clear_errors(); /* a failure after data is reported by the next call */
+/* Anything to read without waiting: decrypted bytes, or bytes in the BIO. */
+static int more_buffered(lunatls_Conn *c) {
+    return SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0;
+}
+
+/* Reads records into p until room is full or a read fails (*stopped = 1; a
+ * failure after data is reported by the next call). Returns the bytes read. */
+static size_t read_more(lunatls_Conn *c, char *p, size_t room, int *stopped) {
+    size_t total = 0, n;
+    while (total < room) {
+        if (!SSL_read_ex(c->ssl, p + total, room - total, &n)) {
+            clear_errors();
+            *stopped = 1;
             break;
         }
+        total += n;
+    }
+    return total;
+}
+
+/* Past RECORD_MAX bytes (a max larger than the default): the rest of the
+ * gathering goes through a luaL_Buffer, which starts with what buf holds. */
+static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t len,
+                        lua_Integer max) {
+    luaL_Buffer b;
+    int stopped = 0;
+    luaL_buffinitsize(L, &b, len + RECORD_MAX);
+    luaL_addlstring(&b, buf, len);
+    max -= (lua_Integer)len;
+    while (max > 0 && !stopped) {
+        size_t want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
+        size_t n = read_more(c, luaL_prepbuffsize(&b, want), want, &stopped);
         luaL_addsize(&b, n);
         max -= (lua_Integer)n;
     }
-    end_call(L, c);
     luaL_pushresult(&b);
+}
+
+/* conn:read([max]) -> data, or nil, status, or nil, message, code.
+ * Reads at most max bytes (default: one record); takes several records in
+ * one call when they are already here and max allows. Up to RECORD_MAX
+ * bytes gather on the C stack and are copied once, into the string. */
+static int conn_read(lua_State *L) {
+    char buf[RECORD_MAX];
+    lua_Integer max = luaL_optinteger(L, 2, RECORD_MAX);
+    lunatls_Conn *c;
+    size_t limit, n = 0;
+    int stopped = 0;
+    luaL_argcheck(L, max > 0, 2, "max must be positive");
+    c = begin_call(L);
+    limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
+    if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
+        end_call(L, c);
+        return lunatls_io_failure(L, c, 0, "read", STATUS_SECOND);
+    }
+    if ((lua_Integer)n < max && more_buffered(c)) {
+        /* More records wait: gather them while max allows. */
+        n += read_more(c, buf + n, limit - n, &stopped);
+        if (!stopped && (lua_Integer)n < max) {
+            read_beyond(L, c, buf, n, max);
+            end_call(L, c);
+            return 1;
+        }
+    }
+    end_call(L, c);
+    lua_pushlstring(L, buf, n);
     return 1;
 }
 
