@@ -16,8 +16,8 @@
  *
  *   harness WORKLOAD N [FIXTURES]
  *
- * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | memory.
- * N counts handshakes, writes, or (memory) connections held open.
+ * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory.
+ * N counts handshakes, writes, messages, or (memory) connections held open.
  * Prints one line: RESULT impl=c workload=... n=... seconds=... rate=... unit=...
  * Time is process CPU time of the measured loop only (set-up excluded). */
 #define _GNU_SOURCE
@@ -238,12 +238,21 @@ static size_t read_all(End *e) {
     return total;
 }
 
-/* conn:write(): SSL_write_ex until all is taken or a call fails. */
-static void write_all(End *e, const char *data, size_t len) {
+/* conn:write(): SSL_write_ex until all is taken or a call fails. Returns
+ * the bytes taken, 0 on want_write (the pair is full). */
+static size_t conn_write(End *e, const char *data, size_t len) {
     size_t total = 0, n;
+    int ret = 1;
     clear_errors();
-    while (total < len && SSL_write_ex(e->ssl, data + total, len - total, &n) == 1) total += n;
-    if (total != len) die("write");
+    while (total < len && (ret = SSL_write_ex(e->ssl, data + total, len - total, &n)) == 1)
+        total += n;
+    if (total == 0) expect_want(e->ssl, ret, "write");
+    else if (ret != 1) clear_errors();
+    return total;
+}
+
+static void write_all(End *e, const char *data, size_t len) {
+    if (conn_write(e, data, len) != len) die("write");
 }
 
 /* A connected pair with the server's session tickets already read. */
@@ -305,27 +314,61 @@ static void run_resumed(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
     report("resume", n, t, (double)n / t, "hs/s");
 }
 
+/* Streams n writes of size bytes: the client writes until its BIO pair is
+ * full (want_write); then the application moves the bytes to the server,
+ * which reads until want_read, and the client writes the same chunk again. */
 static void run_bulk(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, size_t size, long n) {
     End client, server;
     char *chunk = malloc(size);
-    size_t got = 0;
+    size_t got = 0, taken;
     double t0, t;
-    long i;
+    long written = 0;
     if (chunk == NULL) die("malloc");
     memset(chunk, 'x', size);
     open_pair(cctx, sctx, &client, &server);
     t0 = cpu_seconds();
-    for (i = 0; i < n; i++) {
-        write_all(&client, chunk, size);
-        pump(client.net, server.net);
-        got += read_all(&server);
+    while (written < n) {
+        taken = conn_write(&client, chunk, size);
+        if (taken == size) {
+            written++;
+        } else if (taken == 0) {
+            pump(client.net, server.net);
+            got += read_all(&server);
+        } else {
+            die("bulk: partial write");
+        }
     }
+    pump(client.net, server.net);
+    got += read_all(&server);
     t = cpu_seconds() - t0;
     if (got != size * (size_t)n) die("bulk: bytes lost");
     end_close(&client);
     end_close(&server);
     free(chunk);
     report(workload, n, t, (double)got / t / (1024.0 * 1024.0), "MiB/s");
+}
+
+/* n messages of 1 KiB, each moved and read before the next is written:
+ * the cost of every call, not amortised over a stream. */
+static void run_messages(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
+    End client, server;
+    char chunk[1024];
+    size_t got = 0;
+    double t0, t;
+    long i;
+    memset(chunk, 'x', sizeof chunk);
+    open_pair(cctx, sctx, &client, &server);
+    t0 = cpu_seconds();
+    for (i = 0; i < n; i++) {
+        write_all(&client, chunk, sizeof chunk);
+        pump(client.net, server.net);
+        got += read_all(&server);
+    }
+    t = cpu_seconds() - t0;
+    if (got != sizeof chunk * (size_t)n) die("msg1k: bytes lost");
+    end_close(&client);
+    end_close(&server);
+    report("msg1k", n, t, (double)n / t, "msg/s");
 }
 
 /* Resident set size in bytes (what the kernel charges the process). */
@@ -372,7 +415,7 @@ int main(int argc, char **argv) {
     const char *workload;
     long n;
     if (argc < 3) {
-        fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|memory N [fixtures]\n");
+        fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|msg1k|memory N [fixtures]\n");
         return 2;
     }
     workload = argv[1];
@@ -387,6 +430,7 @@ int main(int argc, char **argv) {
     else if (strcmp(workload, "bulk16k") == 0) run_bulk(cctx, sctx, workload, 16384, n);
     else if (strcmp(workload, "bulk1k") == 0) run_bulk(cctx, sctx, workload, 1024, n);
     else if (strcmp(workload, "bulk64") == 0) run_bulk(cctx, sctx, workload, 64, n);
+    else if (strcmp(workload, "msg1k") == 0) run_messages(cctx, sctx, n);
     else if (strcmp(workload, "memory") == 0) run_memory(cctx, sctx, n);
     else die("unknown workload");
     SSL_CTX_free(cctx);

@@ -10,7 +10,7 @@
 --
 --   lua5.4 bench/lunatls_bench.lua WORKLOAD N [FIXTURES]
 --
--- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | memory |
+-- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
 -- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 |
 -- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64.
 -- Prints one line: RESULT impl=lunatls workload=... n=... seconds=... rate=... unit=...
@@ -18,7 +18,8 @@
 
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+-- LUNATLS_BUILD=dir: the lunatls.core of another build (to compare commits).
+package.cpath = (os.getenv("LUNATLS_BUILD") or (root .. "/build")) .. "/?.so;" .. package.cpath
 
 local tls = require "lunatls"
 
@@ -136,23 +137,54 @@ local function run_resumed(count)
   report("resume", count, t, count / t, "hs/s")
 end
 
+--- Streams count writes of one size: the client writes until its BIO pair
+-- is full (want_write); then the bytes move to the server, which reads until
+-- want_read, and the client writes the same chunk again.
 local function run_bulk(name, count)
   local size = SIZES[name]
   local chunk = string.rep("x", size)
   local client, server = open_pair()
   local cnet, snet = client:bio(), server:bio()
-  local got = 0
+  local written, got = 0, 0
   local t0 = clock()
-  for _ = 1, count do
-    if client:write(chunk) ~= size then error("write") end
-    pump(cnet, snet)
-    got = got + read_all(server)
+  while written < count do
+    local n, status = client:write(chunk)
+    if n == size then
+      written = written + 1
+    elseif status == "want_write" then
+      pump(cnet, snet)
+      got = got + read_all(server)
+    else
+      error("write: " .. tostring(n or status))
+    end
   end
+  pump(cnet, snet)
+  got = got + read_all(server)
   local t = clock() - t0
   if got ~= size * count then error("bulk: bytes lost") end
   client:close()
   server:close()
   report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+end
+
+--- count messages of 1 KiB, each moved and read before the next is written:
+-- the cost of every call, not amortised over a stream.
+local function run_messages(count)
+  local chunk = string.rep("x", 1024)
+  local client, server = open_pair()
+  local cnet, snet = client:bio(), server:bio()
+  local got = 0
+  local t0 = clock()
+  for _ = 1, count do
+    if client:write(chunk) ~= 1024 then error("write") end
+    pump(cnet, snet)
+    got = got + read_all(server)
+  end
+  local t = clock() - t0
+  if got ~= 1024 * count then error("msg1k: bytes lost") end
+  client:close()
+  server:close()
+  report("msg1k", count, t, count / t, "msg/s")
 end
 
 --- Resident set size in bytes.
@@ -386,6 +418,8 @@ elseif workload == "resume" then
   run_resumed(n)
 elseif SIZES[workload] then
   run_bulk(workload, n)
+elseif workload == "msg1k" then
+  run_messages(n)
 elseif workload == "memory" then
   run_memory(n)
 elseif workload == "tcp_handshake" then

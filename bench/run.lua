@@ -11,6 +11,8 @@
 --
 -- --smoke: one round of a few iterations, no callgrind (what `make test`
 -- runs so that the benchmark cannot rot); --callgrind adds it back.
+-- --rounds=0: the callgrind table alone. LUNATLS_BUILD=dir runs lunatls from
+-- another build (e.g. an older commit's) to compare.
 --
 -- Run from the repository root after `make` and `make bench-harness`
 -- (`make bench` does all of it). Exits non-zero when a run fails; the
@@ -28,13 +30,14 @@ local WORKLOADS = {
   { name = "bulk16k", full = 20000, smoke = 20, unit = "MiB/s", target = 0.90 },
   { name = "bulk1k", full = 120000, smoke = 50, unit = "MiB/s", target = 0.80 },
   { name = "bulk64", full = 200000, smoke = 50, unit = "MiB/s" },
+  { name = "msg1k", full = 100000, smoke = 50, unit = "msg/s" },
 }
 
 -- Over loopback TCP: lunatls two ways (its BIO pair with LuaSocket moving
 -- the bytes; the socket given as fd), LuaSec, cqueues.
 local PEER_IMPLS = {
-  { impl = "lunatls", prefix = "sock_", label = "lunatls BIO" },
-  { impl = "lunatls", prefix = "tcp_", label = "lunatls fd" },
+  { impl = "lunatls", prefix = "sock_", label = "TCP: BIO pair" },
+  { impl = "lunatls", prefix = "tcp_", label = "TCP: fd" },
   { impl = "luasec", prefix = "", label = "LuaSec" },
   { impl = "cqueues", prefix = "", label = "cqueues" },
 }
@@ -52,10 +55,11 @@ local CALLGRIND = {
   bulk16k = { 100, 1100 },
   bulk1k = { 500, 5500 },
   bulk64 = { 1000, 11000 },
+  msg1k = { 500, 5500 },
 }
 
 local function parse_options(argv)
-  local opts = { rounds = 7, scale = 1, peers = true, memory = true }
+  local opts = { rounds = 11, scale = 1, peers = true, memory = true }
   local callgrind
   for _, a in ipairs(argv) do
     local key, value = a:match("^%-%-([%w-]+)=?(.*)$")
@@ -64,7 +68,7 @@ local function parse_options(argv)
     elseif key == "callgrind" then
       callgrind = true
     elseif key == "rounds" then
-      opts.rounds = assert(math.tointeger(tonumber(value)), "--rounds=N")
+      opts.rounds = assert(math.tointeger(tonumber(value)), "--rounds=N (0: callgrind only)")
     elseif key == "scale" then
       opts.scale = assert(tonumber(value), "--scale=F")
     elseif key == "no-callgrind" then
@@ -83,6 +87,7 @@ local function parse_options(argv)
   end
   if callgrind == nil then callgrind = not opts.smoke end
   opts.callgrind = callgrind
+  if opts.rounds == 0 then opts.peers, opts.memory = false, false end
   return opts
 end
 
@@ -234,6 +239,16 @@ local function med(impl, key)
   return samples[impl] and samples[impl][key] and median(samples[impl][key])
 end
 
+--- The median of the per-round ratios a/b: runs next to each other share
+-- whatever load the machine had then, so their ratio is steadier than the
+-- ratio of the two medians.
+local function paired(a, b, key)
+  local xs, ys, ratios = samples[a] and samples[a][key], samples[b] and samples[b][key], {}
+  if not xs or not ys then return nil end
+  for i = 1, math.min(#xs, #ys) do ratios[i] = xs[i] / ys[i] end
+  return median(ratios)
+end
+
 -- ---- callgrind ----
 
 local function instructions(impl, workload, n)
@@ -263,14 +278,17 @@ local function print_tables(memory_n, irs)
   print(string.format("medians of %d interleaved run(s) each, process CPU time%s", nrounds,
     opts.smoke and " (SMOKE RUN: a few iterations, figures are not meaningful)" or ""))
   print()
+  if nrounds == 0 then goto callgrind end
   print("BIO pairs in one process, the same OpenSSL calls: C harness vs lunatls")
-  print(string.format("%-10s %14s %14s %10s  %s", "workload", "C", "lunatls", "lunatls/C", "target"))
+  print("(lunatls/C: median of the per-round ratios; in brackets, the ratio of the medians)")
+  print(string.format("%-10s %14s %14s %10s %9s  %s", "workload", "C", "lunatls", "lunatls/C", "", "target"))
   for _, w in ipairs(WORKLOADS) do
     if selected(w.name) then
       local c, l = med("c", w.name), med("lunatls", w.name)
-      local r = ratio(l, c)
-      print(string.format("%-10s %14s %14s %10s  %s", w.name, fmt(c, w.unit), fmt(l, w.unit),
-        r and string.format("%.3f", r) or "n/a", verdict(r, w.target)))
+      local r, rm = paired("lunatls", "c", w.name), ratio(l, c)
+      print(string.format("%-10s %14s %14s %10s %9s  %s", w.name, fmt(c, w.unit), fmt(l, w.unit),
+        r and string.format("%.3f", r) or "n/a", rm and string.format("(%.3f)", rm) or "",
+        verdict(r, w.target)))
     end
   end
   if memory_n then
@@ -278,31 +296,39 @@ local function print_tables(memory_n, irs)
     print(string.format("memory per idle established connection (%d open, RSS growth / connections)", memory_n))
     local c, l = med("c", "memory_rss"), med("lunatls", "memory_rss")
     local r = ratio(l, c)
-    print(string.format("%-10s %14s %14s %10s  %s", "per conn", fmt(c, "B"), fmt(l, "B"),
-      r and string.format("%.3f", r) or "n/a", verdict(r, 1.2, true)))
+    print(string.format("%-10s %14s %14s %10s %9s  %s", "per conn", fmt(c, "B"), fmt(l, "B"),
+      r and string.format("%.3f", r) or "n/a", "", verdict(r, 1.2, true)))
     print(string.format("  (C heap in use per conn: %s; of lunatls's, Lua objects: %s)",
       fmt(med("c", "memory_heap"), "B"), fmt(med("lunatls", "memory_lua"), "B")))
   end
   if opts.peers then
     print()
-    print("over loopback TCP, one process (each library's own socket I/O; see bench/README.md)")
-    local head = string.format("%-10s", "workload")
+    print("lunatls against LuaSec and cqueues, each as it must run: lunatls on BIO pairs in one")
+    print("process (the first table); LuaSec and cqueues over loopback TCP. Then lunatls over the")
+    print("same loopback TCP two ways: its BIO pair with LuaSocket moving the bytes, or fd = socket.")
+    local head = string.format("%-10s %14s", "workload", "lunatls")
     for _, p in ipairs(PEER_IMPLS) do head = head .. string.format(" %14s", p.label) end
-    print(head .. "   lunatls BIO, fd vs best peer")
+    print(head)
+    local lines = {}
     for _, w in ipairs(PEER_WORKLOADS) do
       if selected(w.name) then
-        local line, rates = string.format("%-10s", w.name), {}
+        local own = med("lunatls", w.name)
+        local line, rates = string.format("%-10s %14s", w.name, fmt(own, w.unit)), {}
         for i, p in ipairs(PEER_IMPLS) do
           rates[i] = med(p.impl, "peer_" .. p.label .. w.name)
           line = line .. string.format(" %14s", skipped[p.label] and "not installed" or fmt(rates[i], w.unit))
         end
+        print(line)
         local best = math.max(rates[3] or 0, rates[4] or 0)
-        local r1, r2 = ratio(rates[1], best), ratio(rates[2], best)
-        print(line .. string.format("   %s, %s", r1 and string.format("%.2fx", r1) or "n/a",
-          r2 and string.format("%.2fx", r2) or "n/a"))
+        local function x(r) return r and string.format("%.2fx", r) or "n/a" end
+        lines[#lines + 1] = string.format("%-10s %14s %14s %14s", w.name, x(ratio(own, best)),
+          x(ratio(rates[1], best)), x(ratio(rates[2], best)))
       end
     end
+    print("lunatls, each way, divided by the faster of LuaSec and cqueues:")
+    for _, line in ipairs(lines) do print(line) end
   end
+  ::callgrind::
   if irs then
     print()
     print("callgrind: instructions per operation (GLIBC_TUNABLES=" .. TUNABLES .. ")")
