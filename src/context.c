@@ -2,9 +2,12 @@
  *
  * A context has no setters: everything is given to new_context, so it never
  * changes under the connections that use it. */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include "lunatls.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -160,9 +163,9 @@ static int set_key(lua_State *L, SSL_CTX *ctx) {
     EVP_PKEY *pkey = NULL;
     BIO *bio;
     int t = lua_getfield(L, 1, "password");
-    lua_pop(L, 1);
     if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
-        option_error(L, "password", "string or function");
+        option_error(L, "password", "string or function"); /* names the value on top */
+    lua_pop(L, 1);
     if (s == NULL) return 0;
     bio = open_source(s, len);
     /* Always pass a callback: without one OpenSSL prompts on the terminal. */
@@ -200,15 +203,31 @@ static int add_ca_pem(SSL_CTX *ctx, const char *pem, size_t len) {
     return ok && added > 0;
 }
 
+/* OpenSSL reads a capath lazily, at verify time, and never reports a missing
+ * folder: look for it now, so a typo is a config error and not a mysterious
+ * verify failure later. */
+static int capath_error(lua_State *L, const char *capath) {
+    struct stat st;
+    if (stat(capath, &st) != 0)
+        lua_pushfstring(L, "capath: %s: %s", capath, strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+        lua_pushfstring(L, "capath: %s: not a directory", capath);
+    else
+        return 0;
+    return lunatls_fail(L, lua_tostring(L, -1), "config");
+}
+
 static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     size_t len;
     const char *ca = opt_string(L, "ca", &len);
     const char *cafile = opt_string(L, "cafile", NULL);
     const char *capath = opt_string(L, "capath", NULL);
+    int failed;
     if (ca != NULL && !add_ca_pem(ctx, ca, len))
         return lunatls_config_error(L, "ca", "PEM text");
     if (cafile != NULL && SSL_CTX_load_verify_file(ctx, cafile) != 1)
         return lunatls_config_error(L, "cafile", cafile);
+    if (capath != NULL && (failed = capath_error(L, capath)) != 0) return failed;
     if (capath != NULL && SSL_CTX_load_verify_dir(ctx, capath) != 1)
         return lunatls_config_error(L, "capath", capath);
     if (ca == NULL && cafile == NULL && capath == NULL && verify != SSL_VERIFY_NONE)
@@ -250,6 +269,7 @@ static void set_verify_flags(lua_State *L, SSL_CTX *ctx) {
 static int set_verify(lua_State *L, lunatls_Context *c) {
     int choice = opt_choice(L, "verify", c->is_server ? "none" : "peer", verify_choices);
     int mode = choice == 0 ? SSL_VERIFY_NONE : SSL_VERIFY_PEER;
+    int check_hostname;
     if (c->is_server && choice == 2) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(c->ctx, mode, NULL);
     if (lua_getfield(L, 1, "verify_depth") != LUA_TNIL) {
@@ -259,8 +279,8 @@ static int set_verify(lua_State *L, lunatls_Context *c) {
     }
     lua_pop(L, 1);
     set_verify_flags(L, c->ctx);
-    c->check_hostname = !c->is_server && mode != SSL_VERIFY_NONE &&
-                        opt_boolean(L, "check_hostname", 1);
+    check_hostname = opt_boolean(L, "check_hostname", 1); /* type-checked in any mode */
+    c->check_hostname = !c->is_server && mode != SSL_VERIFY_NONE && check_hostname;
     return set_trust(L, c->ctx, mode);
 }
 
@@ -305,11 +325,11 @@ const char *lunatls_push_alpn_wire(lua_State *L, int idx, int argn, const char *
     lua_Integer i, n = luaL_len(L, idx);
     luaL_buffinit(L, &b);
     for (i = 1; i <= n; i++) {
-        size_t name_len;
-        const char *name;
-        lua_geti(L, idx, i);
-        name = lua_tolstring(L, -1, &name_len);
-        if (lua_type(L, -1) != LUA_TSTRING || name_len == 0 || name_len > 255)
+        size_t name_len = 0;
+        const char *name = NULL;
+        /* a number is not a name (lua_tolstring would quietly convert it) */
+        if (lua_geti(L, idx, i) == LUA_TSTRING) name = lua_tolstring(L, -1, &name_len);
+        if (name == NULL || name_len == 0 || name_len > 255)
             luaL_argerror(L, argn, lua_pushfstring(L, "option '%s': protocol names are "
                                                       "strings of 1 to 255 bytes", what));
         lua_pop(L, 1);
