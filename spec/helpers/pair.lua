@@ -54,6 +54,27 @@ function M.client_context(opts)
   }, opts)))
 end
 
+--- The error `fn` raises (raises itself when `fn` does not).
+function M.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then error("expected an error, none was raised", 2) end
+  return err
+end
+
+--- Asserts that `fn` raises "bad argument #`argn` to '<...>`name`' (`reason`)".
+-- The function's name is checked by its last part: Lua spells it
+-- 'lunatls.new_context' or 'new_context' depending on how it finds it.
+function M.assert_bad_argument(fn, argn, name, reason)
+  local err = M.error_of(fn)
+  if type(err) == "string" then
+    err = err:gsub("^[^\n]-:%d+: ", "", 1) -- the position luaL_error may add
+  end
+  local prefix = ("^bad argument #%d to '[%%w_.]*%s' %%("):format(argn, name)
+  if type(err) ~= "string" or not err:match(prefix) or err:sub(-#reason - 1) ~= reason .. ")" then
+    error(("expected bad argument #%d to '%s' (%s), got: %s"):format(argn, name, reason, tostring(err)), 2)
+  end
+end
+
 local Pair = {}
 Pair.__index = Pair
 
