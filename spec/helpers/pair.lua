@@ -178,8 +178,8 @@ function Pair:handshake(limit)
 end
 
 --- Handshake that must succeed on both sides (raises with the messages otherwise).
-function Pair:connect()
-  local result = self:handshake()
+function Pair:connect(limit)
+  local result = self:handshake(limit)
   if result.client.status ~= "done" or result.server.status ~= "done" then
     error(("handshake failed: client %s (%s), server %s (%s)"):format(
       tostring(result.client.code), tostring(result.client.message),
