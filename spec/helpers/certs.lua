@@ -42,22 +42,41 @@ local function make_intermediate(dir, name, ext)
   return key, pem
 end
 
---- A leaf for localhost with the fixture server key, signed by the
--- intermediate (`ca_key`, `ca_pem`); returns the chain file (leaf, intermediate).
-local function make_leaf(dir, name, ca_key, ca_pem)
+local LEAF_EXTENSIONS = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+
+--- A leaf with subject CN=localhost, the fixture server key and extensions
+-- `ext`, signed by `ca_key`, `ca_pem`; returns the leaf's path, and the path of
+-- a chain file (leaf, then the issuer).
+local function make_leaf(dir, name, ca_key, ca_pem, ext)
   local leaf = dir .. "/" .. name .. "-leaf.pem"
-  write_file(dir .. "/leaf.ext", "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-    .. "subjectAltName=DNS:localhost\n")
+  write_file(dir .. "/" .. name .. "-leaf.ext", LEAF_EXTENSIONS .. ext)
   run(("openssl req -new -key %sserver.key -subj '/O=lunatls tests/CN=localhost' -out %s/leaf.csr")
     :format(FIXTURES, dir))
   run(("openssl x509 -req -in %s/leaf.csr -CA %s -CAkey %s -set_serial 8 -days 2 "
-    .. "-extfile %s/leaf.ext -out %s"):format(dir, ca_pem, ca_key, dir, leaf))
+    .. "-extfile %s/%s-leaf.ext -out %s"):format(dir, ca_pem, ca_key, dir, name, leaf))
   local chain = dir .. "/" .. name .. "-chain.pem"
   write_file(chain, read_file(leaf) .. read_file(ca_pem))
-  return chain
+  return leaf, chain
 end
 
-local made
+local made, workdir
+
+--- The temporary folder for this run's certificates.
+local function folder()
+  if not workdir then
+    workdir = os.tmpname()
+    os.remove(workdir)
+    run("mkdir -p " .. workdir)
+  end
+  return workdir
+end
+
+--- A leaf for localhost signed by the fixture CA with the fixture server key
+-- and the extension lines `ext` (e.g. "subjectAltName=DNS:w*.example\n"):
+-- returns its path (use key `spec/fixtures/server.key`).
+function M.leaf(name, ext)
+  return (make_leaf(folder(), name, FIXTURES .. "ca.key", FIXTURES .. "ca.pem", ext))
+end
 
 --- Chains signed through an intermediate of the fixture CA, for the fixture
 -- server key: `{chain = path, loose_chain = path, key = path}`. The loose
@@ -65,28 +84,26 @@ local made
 -- rejects.
 function M.intermediate_chains()
   if made then return made end
-  local dir = os.tmpname()
-  os.remove(dir)
-  run("mkdir -p " .. dir)
+  local dir = folder()
   local key, pem = make_intermediate(dir, "intermediate",
     "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
     .. "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
   local loose_key, loose_pem = make_intermediate(dir, "loose",
     "basicConstraints=critical,CA:TRUE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+  local san = "subjectAltName=DNS:localhost\n"
   made = {
-    dir = dir,
     key = FIXTURES .. "server.key",
-    chain = make_leaf(dir, "intermediate", key, pem),
-    loose_chain = make_leaf(dir, "loose", loose_key, loose_pem),
+    chain = select(2, make_leaf(dir, "intermediate", key, pem, san)),
+    loose_chain = select(2, make_leaf(dir, "loose", loose_key, loose_pem, san)),
   }
   return made
 end
 
---- Removes what `intermediate_chains` made (call it from `teardown`).
+--- Removes what `intermediate_chains` and `leaf` made (call it from `teardown`).
 function M.cleanup()
-  if made then
-    run("rm -rf " .. made.dir)
-    made = nil
+  if workdir then
+    run("rm -rf " .. workdir)
+    made, workdir = nil, nil
   end
 end
 
