@@ -538,9 +538,11 @@ static int conn_verify_result(lua_State *L) {
     return 2;
 }
 
+/* nil until the handshake is done: a client's session before the
+ * ServerHello has no cipher and cannot even be exported. */
 static int conn_session(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn(L, 1);
-    SSL_SESSION *s = SSL_get1_session(c->ssl);
+    SSL_SESSION *s = handshake_done(c) ? SSL_get1_session(c->ssl) : NULL;
     if (s == NULL) {
         lua_pushnil(L);
         return 1;
