@@ -84,3 +84,98 @@ bench: deps bench-deps
 
 bench-smoke: all bench-harness
 	$(LUA) bench/run.lua --smoke
+
+# ---- robustness (issue 4; docs/robustness.md, fuzz/README.md) ---------------
+# `make asan`: the module built with AddressSanitizer + UndefinedBehaviorSanitizer
+# (gcc), and the whole busted suite run with it. Debian's lua5.4 is not
+# instrumented, so libasan is preloaded; fuzz/unpreload.c then takes
+# LD_PRELOAD out of the environment, so the real peers the specs spawn
+# (openssl, gnutls-cli, curl) run plain and LeakSanitizer checks lua5.4 only.
+# `make valgrind`: the suite under memcheck; fails on any error or on a single
+# byte definitely or indirectly lost. `make gcstress`: the suite with the
+# collector at its most aggressive and a full collection after every test
+# (spec/helpers/gcstress.lua). `make robust` runs those three (.ci/run does,
+# after make test). Each sets LUNATLS_SANITIZER=asan|valgrind|gcstress: a spec
+# that cannot run under one says so by skipping on it, explicitly.
+# `make fuzz`: every libFuzzer target (clang) for FUZZ_TIME seconds each, on
+# fuzz/corpus/<target>; `make fuzz-smoke`: each target over its stored corpus
+# and regressions, then FUZZ_SMOKE_TIME seconds of fuzzing (make test runs it
+# through spec/34-fuzz-smoke_spec.lua). `--ignore-lua` stops busted from
+# re-executing itself (.busted names lua5.4), which would escape valgrind.
+ROBUST_PACKAGES = valgrind clang libclang-rt-14-dev
+SAN_CC        ?= gcc
+SAN_BUILD      = $(BUILD)/asan
+SAN_MODULE     = $(SAN_BUILD)/lunatls/core.so
+SAN_FLAGS      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=all
+SAN_PRELOAD    = $$($(SAN_CC) -print-file-name=libasan.so):$$($(SAN_CC) -print-file-name=libubsan.so):$(SAN_BUILD)/unpreload.so
+SAN_ENV        = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1 \
+                 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+ROBUST_BUSTED  = $(LUA) /usr/bin/busted --ignore-lua -o plainTerminal
+VALGRIND       = valgrind -q --error-exitcode=1 --leak-check=full \
+                 --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+                 --suppressions=fuzz/valgrind.supp
+FUZZ_TARGETS   = client server api
+FUZZ_BUILD     = $(BUILD)/fuzz
+FUZZ_TIME     ?= 600
+FUZZ_SMOKE_TIME ?= 5
+FUZZ_CFLAGS    = $(WARNINGS) -g -O1 -fsanitize=fuzzer,address,undefined \
+                 -fno-sanitize-recover=all -I$(LUA_INC) \
+                 -DFUZZ_DIR='"$(CURDIR)/fuzz"' -DFIXTURES_DIR='"$(CURDIR)/spec/fixtures/"'
+
+.PHONY: robust robust-deps asan valgrind gcstress fuzz fuzz-build fuzz-smoke
+
+robust-deps:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(ROBUST_PACKAGES)"
+
+$(SAN_MODULE): $(SOURCES) $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(ALL_CFLAGS) $(SAN_FLAGS) -shared -o $@ $(SOURCES) $(LDFLAGS) $(LIBS)
+
+$(SAN_BUILD)/unpreload.so: fuzz/unpreload.c
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(WARNINGS) -O2 -fPIC -shared -o $@ fuzz/unpreload.c
+
+asan: deps $(SAN_MODULE) $(SAN_BUILD)/unpreload.so
+	LUNATLS_SANITIZER=asan LUNATLS_EXPECT_MODULE=$(SAN_MODULE) $(SAN_ENV) \
+	  LD_PRELOAD="$(SAN_PRELOAD)" $(ROBUST_BUSTED) --cpath='$(SAN_BUILD)/?.so' \
+	  --helper=spec/helpers/robust.lua
+
+valgrind: deps robust-deps all
+	LUNATLS_SANITIZER=valgrind LUNATLS_EXPECT_MODULE=$(MODULE) \
+	  $(VALGRIND) $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua
+
+gcstress: deps all
+	LUNATLS_SANITIZER=gcstress LUNATLS_EXPECT_MODULE=$(MODULE) \
+	  $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua
+
+robust: asan valgrind gcstress
+
+$(FUZZ_BUILD)/%: fuzz/harness.c $(SOURCES) $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -DFUZZ_TARGET='"$*"' -o $@ fuzz/harness.c $(SOURCES) \
+	  -llua5.4 $(LIBS)
+
+fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
+
+# Each target in turn, for FUZZ_TIME seconds; new inputs go into the corpus.
+fuzz: deps robust-deps
+	$(MAKE) fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/regressions/$$t; \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=fuzz/regressions/$$t/ fuzz/corpus/$$t || exit 1; \
+	done
+
+# The stored corpus and regressions once each, then a short run that adds
+# to a scratch directory (the stored corpus is not touched); a crash it finds
+# is kept in $(FUZZ_BUILD)/artifacts/<target>/.
+fuzz-smoke: fuzz-build
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/regressions/$$t $(FUZZ_BUILD)/artifacts/$$t && \
+	  scratch=$$(mktemp -d) && \
+	  $(FUZZ_BUILD)/$$t -runs=0 fuzz/corpus/$$t fuzz/regressions/$$t && \
+	  $(FUZZ_BUILD)/$$t -max_total_time=$(FUZZ_SMOKE_TIME) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $$scratch fuzz/corpus/$$t; \
+	  rc=$$?; rm -rf $$scratch; [ $$rc = 0 ] || exit 1; \
+	done

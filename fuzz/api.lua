@@ -1,0 +1,270 @@
+--- Fuzz target: the sequence of API calls. Each input byte picks an
+-- operation (and the next bytes its arguments) on a few connections, BIO
+-- ends, certificates and sessions: handshakes, reads, writes, shutdowns,
+-- closes, garbage and corruption in transit, role changes, accessors on any
+-- object at any time, collections. Every result is checked against the
+-- documented contract (fuzz/check.lua), every raise must be a documented
+-- programming error, and what a connection reads must be exactly what its
+-- peer wrote unless bytes were corrupted or injected on the way.
+-- Returns setup(core, fixtures) -> run(data[, probe]).
+
+local check = require "check"
+
+local SLOTS = 4 -- connections 1/2 and 3/4 are pairs of peers
+
+return function(core, fixtures)
+  local function ctx(opts)
+    return assert(core.new_context(opts))
+  end
+  local server_ctx = ctx { mode = "server", certificate = fixtures .. "server.pem", key = fixtures .. "server.key",
+                           alpn = { "h2", "http/1.1" }, verify = "peer", cafile = fixtures .. "ca.pem" }
+  local contexts = {
+    client = {
+      ctx { mode = "client", cafile = fixtures .. "ca.pem" },
+      ctx { mode = "client", verify = "none", max_version = "tls1.2", alpn = { "h2" } },
+      ctx { mode = "client", cafile = fixtures .. "ca.pem", certificate = fixtures .. "client.pem",
+            key = fixtures .. "client.key", keylog = function() end },
+    },
+    server = {
+      server_ctx,
+      ctx { mode = "server", certificate = fixtures .. "server.pem", key = fixtures .. "server.key",
+            max_version = "tls1.2", tickets = false },
+    },
+  }
+
+  --- The state of one run: the input cursor, and the objects.
+  local function new_run(data, probe)
+    return { data = data, pos = 1, probe = probe, conns = {}, certs = {}, sessions = {},
+             -- per connection: bytes written and not yet read by the peer, and
+             -- whether the stream towards it may have been tampered with
+             expected = { "", "", "", "" }, tainted = {}, unsent = {} }
+  end
+
+  local function byte(r)
+    local b = r.data:byte(r.pos) or 0
+    r.pos = r.pos + 1
+    return b
+  end
+
+  local function bytes(r, n)
+    local s = r.data:sub(r.pos, r.pos + n - 1)
+    r.pos = r.pos + n
+    return s
+  end
+
+  local function peer_of(i) return i % 2 == 1 and i + 1 or i - 1 end
+
+  --- Calls `f`, accepting only a documented raise; returns ok, results...
+  local function guarded(f, ...)
+    local result = table.pack(pcall(f, ...))
+    if not result[1] then check.raised(result[2]) end
+    return table.unpack(result, 1, result.n)
+  end
+
+  --- new_conn: bytes ctx, then (client) name and session, then buffer.
+  local function new_conn(r, i)
+    local client = i % 2 == 1
+    local list = client and contexts.client or contexts.server
+    local c = list[byte(r) % #list + 1]
+    local opts = {}
+    if client then
+      opts.server_name = ({ "localhost", "127.0.0.1", "wrong.example", "::1" })[byte(r) % 4 + 1]
+      local b = byte(r) -- >= 128: resume session slot b % 4 + 1, if any
+      if b >= 128 then opts.session = r.sessions[b % 4 + 1] end
+    end
+    local b = byte(r) -- multiple of 4: a small BIO pair of its own
+    if b % 4 == 0 then opts.buffer_size = 1 + (b >> 2) * 256 end
+    if r.conns[i] then r.conns[i]:close() end
+    r.conns[i] = c:new_conn(opts)
+    r.expected[i], r.tainted[i], r.unsent[i] = "", false, nil
+    -- the old peer's stream now comes from a stranger
+    if r.conns[peer_of(i)] then r.tainted[peer_of(i)] = true end
+  end
+
+  --- Moves up to `limit` bytes from conn i's network end to its peer's,
+  -- flipping one of them when `flip` is set.
+  local function pump(r, i, limit, flip)
+    local from, to = r.conns[i], r.conns[peer_of(i)]
+    if not (from and to) then return end
+    local ok, a, b = guarded(from.bio, from)
+    local ok2, nb = guarded(to.bio, to)
+    if not (ok and ok2 and a and nb) then return end
+    local ok3, data = guarded(a.read, a, limit)
+    if not (ok3 and data) then return end
+    if flip and #data > 0 then
+      local at = byte(r) % #data + 1
+      data = data:sub(1, at - 1) .. string.char(data:byte(at) ~ (1 << (byte(r) % 8))) .. data:sub(at + 1)
+      r.tainted[peer_of(i)] = true
+    end
+    local ok4, taken = guarded(nb.write, nb, data)
+    if ok4 and (not taken or taken < #data) then
+      -- the peer's buffer is full: what it did not take is lost in transit
+      r.tainted[peer_of(i)] = true
+    end
+    _ = b
+  end
+
+  local function do_read(r, i, conn)
+    local max = byte(r) % 3 == 0 and 1 + byte(r) or nil
+    local n, data, status, code = check.pack(conn:read(max))
+    data, status, code = check.read_result(data, status, code, n, max or 16384)
+    if r.probe then r.probe(conn, code and status) end
+    if data then
+      -- never lose, reorder or invent data: it is what the peer wrote, in order
+      if not r.tainted[i] then
+        if r.expected[i]:sub(1, #data) ~= data then
+          check.fail("read: got %q, the peer wrote %q", data, r.expected[i])
+        end
+      end
+      r.expected[i] = r.expected[i]:sub(#data + 1)
+    end
+  end
+
+  local function do_write(r, i, conn)
+    local data = r.unsent[i] or ""
+    data = data .. bytes(r, byte(r) % 40)
+    if byte(r) % 8 == 0 then data = data .. string.rep("x", 20000) end
+    local n, taken, status, code = check.pack(conn:write(data))
+    taken = check.write_result(taken, status, code, n, #data)
+    if taken then
+      local peer = peer_of(i)
+      r.expected[peer] = r.expected[peer] .. data:sub(1, taken)
+      r.unsent[i] = taken < #data and data:sub(taken + 1) or nil
+    else
+      r.unsent[i] = #data > 0 and data or nil -- the next write begins with these
+    end
+  end
+
+  local function certificate_methods(cert)
+    for _, m in ipairs { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
+                         "serial", "fingerprint", "pem" } do
+      guarded(cert[m], cert)
+    end
+    guarded(tostring, cert)
+  end
+
+  local function accessors(r, i, conn)
+    for _, m in ipairs { "version", "cipher", "alpn_selected", "server_name", "verify_result",
+                         "session_reused", "pending", "bio" } do
+      guarded(conn[m], conn)
+    end
+    local ok, cert = guarded(conn.peer_certificate, conn)
+    if ok and cert then r.certs[#r.certs % 4 + 1] = cert end
+    local ok2, chain = guarded(conn.peer_chain, conn)
+    if ok2 then for _, c in ipairs(chain) do certificate_methods(c) end end
+    local ok3, session = guarded(conn.session, conn)
+    if ok3 and session then
+      local text = session:export()
+      local back, message, code = core.import_session(text)
+      if not back then check.fail("import_session(export()) failed: %s %s", tostring(message), tostring(code)) end
+      r.sessions[byte(r) % 4 + 1] = back
+      session:is_resumable()
+      session:protocol()
+    end
+    guarded(conn.export_keying_material, conn, "EXPORTER-fuzz", 1 + byte(r), byte(r) % 2 == 0 and "ctx" or nil)
+    guarded(tostring, conn)
+    _ = i
+  end
+
+
+  local ops = {}
+  ops[1] = function(r, i, conn)
+    local ok, n, status, message, code = pcall(function() return check.pack(conn:do_handshake()) end)
+    if not ok then return check.raised(n) end
+    status = check.first_status("do_handshake", status, message, code, n)
+    if r.probe then r.probe(conn, message) end
+  end
+  ops[2] = function(r, i, conn)
+    local ok, err = pcall(do_read, r, i, conn)
+    if not ok then
+      if tostring(err):find("INVARIANT") then error(err, 0) end
+      check.raised(err)
+    end
+  end
+  ops[3] = function(r, i, conn)
+    local ok, err = pcall(do_write, r, i, conn)
+    if not ok then
+      if tostring(err):find("INVARIANT") then error(err, 0) end
+      check.raised(err)
+    end
+  end
+  ops[4] = function(r, i, conn)
+    local ok, n, status, message, code = pcall(function() return check.pack(conn:shutdown()) end)
+    if not ok then return check.raised(n) end
+    check.first_status("shutdown", status, message, code, n)
+  end
+  ops[5] = function(r, i, conn) conn:close(); r.conns[i] = byte(r) % 2 == 0 and conn or nil end
+  ops[6] = function(r, i) pump(r, i, nil, false); pump(r, peer_of(i), nil, false) end
+  ops[7] = function(r, i) pump(r, i, 1 + byte(r), false) end
+  ops[8] = function(r, i) pump(r, i, nil, true) end
+  ops[9] = function(r, i, conn) -- garbage into its network end
+    local ok, net = guarded(conn.bio, conn)
+    if ok and net then
+      guarded(net.write, net, bytes(r, byte(r) % 64))
+      r.tainted[i] = true
+    end
+  end
+  ops[10] = function(r, i, conn)
+    local ok, net = guarded(conn.bio, conn)
+    if ok and net then guarded(net.shutdown_write, net) end
+  end
+  ops[11] = function(r, i, conn) -- close the network end the connection depends on
+    local ok, net = guarded(conn.bio, conn)
+    if ok and net then net:close(); r.tainted[peer_of(i)] = true end
+  end
+  ops[12] = function(r, i, conn)
+    local ok, res, message, code = guarded(conn.key_update, conn, byte(r) % 2 == 0)
+    if ok and not res then check.first_status("key_update", nil, message, code, 3) end
+  end
+  ops[13] = function(r, i, conn) accessors(r, i, conn) end
+  ops[14] = function(r) collectgarbage("collect") end
+  ops[15] = function(r, i) r.conns[i] = nil; collectgarbage("collect") end
+  ops[16] = function(r, i, conn)
+    guarded(byte(r) % 2 == 0 and conn.set_connect_state or conn.set_accept_state, conn)
+    r.tainted[i], r.tainted[peer_of(i)] = true, true
+  end
+  ops[17] = function(r) -- certificates and sessions outlive their connections
+    for _, cert in pairs(r.certs) do certificate_methods(cert) end
+    for _, s in pairs(r.sessions) do guarded(s.export, s); guarded(tostring, s) end
+  end
+  ops[18] = function(r, i, conn) -- wrong types: must raise, never crash
+    local args = { nil, true, 1.5, -1, 0, "x", {}, conn, core.new_bio_pair, io.stdout }
+    local a = args[byte(r) % #args + 1]
+    local methods = { "read", "write", "export_keying_material", "key_update" }
+    local m = methods[byte(r) % #methods + 1]
+    guarded(conn[m], conn, a, a)
+  end
+  ops[19] = function(r, i, conn) -- a connection sharing a BIO pair with a new peer
+    local a, b = core.new_bio_pair(1 + byte(r) * 128)
+    local client = contexts.client[2]:new_conn { bio = a }
+    local server = contexts.server[1]:new_conn { bio = b }
+    for _ = 1, byte(r) % 8 do
+      guarded(client.do_handshake, client)
+      guarded(server.do_handshake, server)
+    end
+    if byte(r) % 2 == 0 then a:close() end
+    guarded(client.read, client)
+    guarded(server.write, server, "late")
+    _ = i; _ = conn
+  end
+
+  --- run(data[, probe[, trace]]): trace(op, slot) before each operation.
+  return function(data, probe, trace)
+    local r = new_run(data, probe)
+    local steps = 0
+    while r.pos <= #data and steps < 400 do
+      steps = steps + 1
+      local op, i = byte(r) % 20, byte(r) % SLOTS + 1
+      local conn = r.conns[i]
+      if trace then trace(op, i, conn) end
+      if op == 0 or not conn then
+        new_conn(r, i)
+      else
+        ops[op](r, i, conn)
+      end
+    end
+    for i = 1, SLOTS do
+      if r.conns[i] then r.conns[i]:close() end
+    end
+  end
+end

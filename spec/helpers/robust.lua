@@ -1,0 +1,36 @@
+--- busted helper for `make asan`, `make valgrind` and `make gcstress`
+-- (`--helper=spec/helpers/robust.lua`), chosen by LUNATLS_SANITIZER.
+--
+-- Every mode first makes sure the module under test is the one the target
+-- built (LUNATLS_EXPECT_MODULE): a suite that silently loaded the plain
+-- build would prove nothing. gcstress then turns the collector to its most
+-- aggressive setting: incremental, pause 1% (a new cycle starts as soon as
+-- one ends), step multiplier 1000 and step size 2^1 bytes (a large step of
+-- work at every allocation); 0 would mean "unchanged" to collectgarbage.
+-- That is about six complete cycles per handshake. It also runs a full
+-- collection, twice so that finalized objects are freed too, after every
+-- test and every file.
+
+local busted = require "busted"
+
+local mode = os.getenv("LUNATLS_SANITIZER")
+local expected = os.getenv("LUNATLS_EXPECT_MODULE")
+
+if expected then
+  local found = package.searchpath("lunatls.core", package.cpath)
+  local want = expected:gsub("^%./", "")
+  if not found or found:gsub("^%./", "") ~= want then
+    error(("robust.lua: lunatls.core resolves to %s, not %s"):format(tostring(found), expected))
+  end
+end
+
+if mode == "gcstress" then
+  collectgarbage("incremental", 1, 1000, 1)
+  local function full_collection()
+    collectgarbage("collect")
+    collectgarbage("collect")
+    return nil, true -- let the other subscribers run
+  end
+  busted.subscribe({ "test", "end" }, full_collection)
+  busted.subscribe({ "file", "end" }, full_collection)
+end
