@@ -595,6 +595,12 @@ static int conn_close(lua_State *L) {
     lunatls_Conn *c = (lunatls_Conn *)luaL_checkudata(L, 1, LUNATLS_CONN);
     if (c->L != NULL) return luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
     if (c->ssl != NULL) {
+        /* SSL_free marks the session of a connection that did not send
+         * close_notify as not resumable (TLS 1.0's rule, dropped by RFC 4346
+         * and RFC 8446 6.1). close() never does I/O, so say the shutdown
+         * happened: a session saved from a good connection stays usable.
+         * A fatal error has already spoiled the session, as it should. */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
