@@ -165,14 +165,28 @@ static void check_conn_options(lua_State *L, int idx) {
     }
 }
 
+/* Raises "option 'name': <expected> expected, got <type>" for the value on
+ * the stack top (an object is named by its __name, as luaL_typeerror does). */
+static int option_type_error(lua_State *L, const char *name, const char *expected) {
+    const char *got;
+    if (luaL_getmetafield(L, -1, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+    else got = luaL_typename(L, -1);
+    return luaL_argerror(L, 2, lua_pushfstring(L, "option '%s': %s expected, got %s", name,
+                                               expected, got));
+}
+
 /* Pushes field `name` of the options table at 2; raises unless it has type t
  * (or is absent). */
 static int conn_option(lua_State *L, const char *name, int t, const char *expected) {
     int got = lua_getfield(L, 2, name);
-    if (got != LUA_TNIL && got != t)
-        luaL_argerror(L, 2, lua_pushfstring(L, "option '%s': %s expected, got %s", name,
-                                            expected, luaL_typename(L, -1)));
+    if (got != LUA_TNIL && got != t) option_type_error(L, name, expected);
     return got != LUA_TNIL;
+}
+
+/* The open object of type tname held by option `name` (on the stack top). */
+static void *option_object(lua_State *L, const char *name, const char *tname) {
+    if (luaL_testudata(L, -1, tname) == NULL) option_type_error(L, name, tname);
+    return lunatls_checkopen(L, lua_gettop(L), tname);
 }
 
 /* The value at idx if it is a number with an integral value (3 or 3.0), else -1. */
@@ -206,7 +220,7 @@ static int fd_of(lua_State *L, int idx) {
 /* Connects the SSL to the BIO end, the fd, or a new BIO pair of its own. */
 static void attach_transport(lua_State *L, lunatls_Conn *c, int ud) {
     if (conn_option(L, "bio", LUA_TUSERDATA, "lunatls.BIO")) {
-        lunatls_BIO *b = lunatls_checkbio(L, -1);
+        lunatls_BIO *b = (lunatls_BIO *)option_object(L, "bio", LUNATLS_BIO);
         BIO_up_ref(b->bio); /* SSL_set_bio takes one reference */
         SSL_set_bio(c->ssl, b->bio, b->bio);
     } else if (lua_pop(L, 1), lua_getfield(L, 2, "fd") != LUA_TNIL) {
@@ -260,9 +274,11 @@ static void set_peer_options(lua_State *L, lunatls_Conn *c, lunatls_Context *ctx
     if (name == NULL && ctx->check_hostname)
         luaL_argerror(L, 2, "option 'server_name' is required to verify the server's host "
                             "name (or create the context with check_hostname = false)");
-    if (conn_option(L, "session", LUA_TUSERDATA, "lunatls.Session") &&
-        SSL_set_session(c->ssl, lunatls_checksession(L, -1)) != 1)
-        luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    if (conn_option(L, "session", LUA_TUSERDATA, LUNATLS_SESSION)) {
+        lunatls_Session *s = (lunatls_Session *)option_object(L, "session", LUNATLS_SESSION);
+        if (SSL_set_session(c->ssl, s->session) != 1)
+            luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    }
     lua_pop(L, 1);
 }
 
@@ -366,10 +382,12 @@ static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t l
  * bytes gather on the C stack and are copied once, into the string. */
 static int conn_read(lua_State *L) {
     char buf[RECORD_MAX];
-    lua_Integer max = luaL_optinteger(L, 2, RECORD_MAX);
+    lua_Integer max;
     lunatls_Conn *c;
     size_t limit, n = 0;
     int stopped = 0;
+    lunatls_checkself(L, LUNATLS_CONN); /* self first: conn.read(42) names the Conn */
+    max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
     c = begin_call(L);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
@@ -397,9 +415,12 @@ static int conn_read(lua_State *L) {
  * already half sent). */
 static int conn_write(lua_State *L) {
     size_t len, total = 0, n;
-    const char *data = luaL_checklstring(L, 2, &len);
-    lunatls_Conn *c = begin_call(L);
+    const char *data;
+    lunatls_Conn *c;
     int ret = 1;
+    lunatls_checkself(L, LUNATLS_CONN); /* self first, then the data */
+    data = luaL_checklstring(L, 2, &len);
+    c = begin_call(L);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
         end_call(L, c);
         lua_pushinteger(L, 0);
