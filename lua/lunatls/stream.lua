@@ -102,18 +102,23 @@ local function flush(self, deadline)
 end
 
 --- Feeds the connection bytes from the transport: waits until some arrive.
+-- What the network end cannot take yet waits in `self.carry`.
 local function fill(self, deadline)
   local net = self.net
+  if self.carry ~= "" then
+    local n = net:write(self.carry)
+    self.carry = self.carry:sub(n + 1)
+    return true
+  end
   if self.eof_in then
     -- the transport ended and the connection still wants bytes
     return die(self, "read: unexpected eof: the transport ended", "eof")
   end
   while true do
-    local room = net:write_guarantee()
-    if room == 0 then return true end -- it holds unread bytes: call it again
-    local data, status, code = self.transport:receive(room < READ_MAX and room or READ_MAX)
+    local data, status, code = self.transport:receive(READ_MAX)
     if data then
-      net:write(data) -- fits: at most the guaranteed room
+      local n = net:write(data)
+      if n < #data then self.carry = data:sub(n + 1) end
       return true
     elseif status == "closed" then
       self.eof_in = true
@@ -140,7 +145,7 @@ local function await(self, want, deadline)
   -- Before waiting for the peer, make sure it has what we wrote: it may be
   -- waiting for that. When another coroutine is already waiting to flush
   -- (full duplex), it will; this one reads meanwhile.
-  if self.flushing == 0 then
+  if self.flushing == 0 and self.out ~= "" then
     local ok, message, code = flush(self, deadline)
     if not ok then return nil, message, code end
   end
@@ -207,6 +212,7 @@ function M.wrap(transport, ctx, opts)
     transport = transport,
     net = transport.fd == nil and conn:bio() or nil,
     out = "",       -- TLS bytes taken from the network end, not yet sent
+    carry = "",     -- TLS bytes received, not yet taken by the network end
     inbuf = "",     -- plaintext received, not yet returned
     flushing = 0,   -- coroutines waiting to flush
     retry = nil,    -- plaintext OpenSSL holds half written: the next write's bytes

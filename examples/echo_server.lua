@@ -1,0 +1,80 @@
+--- A TLS echo server: one coroutine per client, all on the select-based
+-- scheduler, every byte it receives sent straight back.
+--
+--     lua5.4 examples/echo_server.lua [port]          (after `make`; default 8443)
+--     openssl s_client -connect 127.0.0.1:8443 -CAfile spec/fixtures/ca.pem
+--
+-- Loaded with `loadfile` (as the tests do) it runs nothing and returns
+-- `{ serve = ..., handle = ... }` instead.
+
+package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+package.cpath = "./build/?.so;" .. package.cpath
+
+local tls = require "lunatls"
+local socket = require "socket"
+local scheduler = require "lunatls.scheduler"
+local socket_transport = require "lunatls.transport.socket"
+
+local M = {}
+
+--- Serves one client: handshake, echo until the client's close_notify, then
+-- ours. Returns the bytes echoed, or nil, message, code.
+function M.handle(stream)
+  local ok, message, code = stream:handshake()
+  if not ok then
+    stream:close()
+    return nil, message, code
+  end
+  local echoed = 0
+  while true do
+    local data
+    data, message, code = stream:receive_some()
+    if not data then break end
+    ok, message, code = stream:send(data)
+    if not ok then break end
+    echoed = echoed + #data
+  end
+  if code == "closed" then stream:shutdown() end -- answer close_notify with ours
+  stream:close()
+  if code ~= "closed" then return nil, message, code end
+  return echoed
+end
+
+--- Accepts clients on `listener` until it is closed, each in a task of its
+-- own on `sched`.
+-- @tparam table opts `timeout` (seconds per operation, default 30),
+-- `transport` (function(t) -> t, to wrap each accepted transport),
+-- `on_done` (function(result, message, code), called per client)
+function M.serve(sched, listener, ctx, opts)
+  opts = opts or {}
+  while true do
+    local transport, message = socket_transport.accept(listener)
+    if not transport then return message end -- the listener was closed
+    if opts.transport then transport = opts.transport(transport) end
+    local stream = tls.wrap(transport, ctx, { timeout = opts.timeout or 30 })
+    sched:spawn(function()
+      local result, why, code = M.handle(stream)
+      if opts.on_done then opts.on_done(result, why, code) end
+    end)
+  end
+end
+
+if ... ~= "--module" then
+  local port = tonumber((...)) or 8443
+  local ctx = assert(tls.new_context {
+    mode = "server",
+    certificate = "spec/fixtures/server.pem",
+    key = "spec/fixtures/server.key",
+  })
+  local listener = assert(socket.bind("127.0.0.1", port, 128))
+  local sched = scheduler.new()
+  sched:spawn(M.serve, sched, listener, ctx, {
+    on_done = function(echoed, message)
+      print(echoed and ("client done: %d bytes echoed"):format(echoed) or ("client failed: " .. message))
+    end,
+  })
+  print(("echo server on 127.0.0.1:%d (Ctrl-C stops it)"):format(port))
+  sched:run()
+end
+
+return M
