@@ -121,9 +121,24 @@ function Handle:wait(seconds)
 end
 
 --- Everything the process printed so far (stdout and stderr together).
+-- Programs buffer stdout written to a file: start them under `stdbuf -oL` to
+-- see their lines as they print them.
 function Handle:output()
   if self.final_output then return self.final_output end
   return read_file(self.output_path)
+end
+
+--- Waits up to `seconds` (default 5) until the output contains `text` (plain
+-- text, not a pattern); true if it does.
+function Handle:wait_output(text, seconds)
+  local deadline = socket.gettime() + (seconds or 5)
+  while not self:output():find(text, 1, true) do
+    if socket.gettime() > deadline or not self:alive() then
+      return self:output():find(text, 1, true) ~= nil
+    end
+    socket.sleep(0.02)
+  end
+  return true
 end
 
 --- Stops the process and everything it started (SIGTERM, then SIGKILL after
@@ -146,7 +161,8 @@ end
 -- `options.stdin`: a string fed to its standard input (default: /dev/null, so
 -- the program reads end of file at once: `openssl s_client` then quits after
 -- the handshake unless given `-ign_eof`).
--- Returns a handle with `pid`, `kill()`, `alive()`, `wait([seconds])`, `output()`.
+-- Returns a handle with `pid`, `kill()`, `alive()`, `wait([seconds])`,
+-- `output()`, `wait_output(text[, seconds])`.
 function M.spawn(command, options)
   options = options or {}
   local handle = setmetatable({ output_path = os.tmpname() }, Handle)

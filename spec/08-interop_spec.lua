@@ -1,0 +1,234 @@
+-- Real peers: our client against `openssl s_server`, our server against
+-- `openssl s_client`, on 127.0.0.1 and ephemeral ports, bytes moved by
+-- LuaSocket. Every process runs under `timeout 30` and is killed in `finally`.
+
+local pair = require "helpers.pair"
+local link = require "helpers.link"
+local process = require "helpers.process"
+
+local F = pair.fixture
+
+--- Starts `openssl s_server` with `args` on a free port (line-buffered, so
+-- its report can be read while it runs); returns the process and the port.
+-- Registers its kill with `finally`.
+local function s_server(args, naccept)
+  local port = process.free_port()
+  local server = process.spawn(("timeout 30 stdbuf -oL openssl s_server -accept 127.0.0.1:%d -naccept %d %s")
+    :format(port, naccept or 1, args))
+  finally(function() server:kill() end)
+  assert(process.wait_port(port, 10), "s_server did not start: " .. server:output())
+  return server, port
+end
+
+local SERVER_KEYS = ("-cert %s -key %s"):format(F"server.pem", F"server.key")
+
+--- Our client connection over TCP to `port`.
+local function client_link(port, ctx_opts, conn_opts)
+  local conn = pair.client_context(ctx_opts):new_conn(conn_opts or { server_name = "localhost" })
+  local l = link.new(conn, assert(link.connect(port)))
+  finally(function() l:close() end)
+  return l, conn
+end
+
+--- Starts `openssl s_client` with `args` against a socket we listen on, and
+-- accepts its connection; returns the process and our server link.
+local function s_client(args, stdin, ctx_opts)
+  local listener, port = link.listen()
+  local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d %s")
+    :format(port, args), { stdin = stdin })
+  finally(function()
+    client:kill()
+    listener:close()
+  end)
+  local sock = assert(link.accept(listener, 10), "s_client did not connect: " .. client:output())
+  local conn = pair.server_context(ctx_opts):new_conn()
+  local l = link.new(conn, sock)
+  finally(function() l:close() end)
+  return client, l, conn
+end
+
+local CLIENT_TRUST = ("-CAfile %s -verify_return_error"):format(F"ca.pem")
+
+describe("interop: our client against openssl s_server", function()
+  it("handshakes, verifies and exchanges data (s_server -rev echoes lines reversed)", function()
+    local server, port = s_server(SERVER_KEYS .. " -rev")
+    local l, conn = client_link(port)
+    assert.equal("done", l:handshake())
+    assert.equal("TLSv1.3", conn:version())
+    assert.equal("TLS_AES_256_GCM_SHA384", conn:cipher())
+    assert.same({ 0, "ok" }, { conn:verify_result() })
+    assert.equal(pair.read_fixture("server.pem"), conn:peer_certificate():pem())
+    assert.equal(12, l:write_all("hello world\n"))
+    assert.equal("dlrow olleh\n", l:read_until("\n"))
+    local line = ("0123456789"):rep(1000)
+    assert.equal(#line + 1, l:write_all(line .. "\n"))
+    assert.equal(line:reverse() .. "\n", l:read_until("\n"))
+    assert.equal("done", l:shutdown())
+    assert.is_true(server:wait_output("CONNECTION CLOSED"))
+  end)
+
+  it("reads a whole HTTP answer up to close_notify (s_server -www)", function()
+    local _, port = s_server(SERVER_KEYS .. " -www")
+    local l = client_link(port)
+    assert.equal("done", l:handshake())
+    l:write_all("GET / HTTP/1.0\r\n\r\n")
+    local body, status = l:read_all()
+    assert.equal("closed", status)
+    assert.matches("^HTTP/1.0 200 ok\r\n", body)
+    assert.matches("Ciphers common between both SSL end points", body, 1, true)
+    assert.matches("</BODY></HTML>\r\n\r\n$", body)
+  end)
+
+  it("negotiates ALPN by the server's preference", function()
+    local server, port = s_server(SERVER_KEYS .. " -rev -alpn h2,http/1.1")
+    local l, conn = client_link(port, { alpn = { "http/1.1", "h2" } })
+    assert.equal("done", l:handshake())
+    assert.equal("h2", conn:alpn_selected())
+    assert.is_true(server:wait_output("ALPN protocols selected: h2\n"))
+  end)
+
+  it("offers only the groups it is given", function()
+    local server, port = s_server(SERVER_KEYS .. " -rev")
+    local l = client_link(port, { groups = "P-384:P-256" })
+    assert.equal("done", l:handshake())
+    assert.is_true(server:wait_output("Supported groups: secp384r1:secp256r1\n"), server:output())
+  end)
+
+  it("negotiates TLS 1.2 with a TLS 1.2-only server", function()
+    local _, port = s_server(SERVER_KEYS .. " -rev -tls1_2")
+    local l, conn = client_link(port)
+    assert.equal("done", l:handshake())
+    assert.equal("TLSv1.2", conn:version())
+    assert.equal("ECDHE-ECDSA-AES256-GCM-SHA384", conn:cipher())
+    assert.equal("x\n", l:write_all("x\n") and l:read_until("\n"))
+  end)
+
+  it("fails with 'protocol' when a TLS 1.2-only client meets a TLS 1.3-only server", function()
+    local _, port = s_server(SERVER_KEYS .. " -rev -tls1_3")
+    local l = client_link(port, { max_version = "tls1.2" })
+    assert.same({ nil, "do_handshake: tlsv1 alert protocol version", "protocol" }, { l:handshake() })
+  end)
+
+  it("fails with 'verify' for a certificate of another host", function()
+    local _, port = s_server(("-cert %s -key %s -rev"):format(F"wronghost.pem", F"wronghost.key"))
+    local l = client_link(port)
+    assert.same({ nil, "do_handshake: certificate verify failed: hostname mismatch", "verify" },
+      { l:handshake() })
+  end)
+
+  it("presents a client certificate when the server asks (s_server -Verify)", function()
+    local server, port = s_server(SERVER_KEYS .. " -rev -Verify 1 -CAfile " .. F"ca.pem")
+    local l = client_link(port, { certificate = F"client.pem", key = F"client.key" })
+    assert.equal("done", l:handshake())
+    assert.equal("ping\n", l:write_all("gnip\n") and l:read_until("\n"))
+    assert.is_true(server:wait_output("depth=0 O = lunatls tests, CN = lunatls test client\n"))
+  end)
+
+  it("hears the server's refusal when it has no client certificate to give", function()
+    local _, port = s_server(SERVER_KEYS .. " -rev -Verify 1 -CAfile " .. F"ca.pem")
+    local l = client_link(port)
+    assert.equal("done", l:handshake()) -- TLS 1.3: the client finishes first
+    assert.same({ "", "protocol", "read: tlsv13 alert certificate required" }, { l:read_all() })
+  end)
+
+  it("resumes a session with the same server", function()
+    local _, port = s_server(SERVER_KEYS .. " -rev", 2)
+    local ctx = pair.client_context()
+    local first = link.new(ctx:new_conn { server_name = "localhost" }, assert(link.connect(port)))
+    finally(function() first:close() end)
+    assert.equal("done", first:handshake())
+    assert.equal("a\n", first:write_all("a\n") and first:read_until("\n")) -- the ticket is read too
+    local session = first.conn:session()
+    assert.is_true(session:is_resumable())
+    first:shutdown()
+    local second = link.new(ctx:new_conn { server_name = "localhost", session = session },
+                            assert(link.connect(port)))
+    finally(function() second:close() end)
+    assert.equal("done", second:handshake())
+    assert.is_true(second.conn:session_reused())
+  end)
+end)
+
+describe("interop: our server against openssl s_client", function()
+  local VERIFY_LOCALHOST = CLIENT_TRUST .. " -servername localhost -verify_hostname localhost"
+
+  it("handshakes, exchanges data and closes with close_notify both ways", function()
+    local client, l, conn = s_client(VERIFY_LOCALHOST .. " -ign_eof", "hello from s_client\n")
+    assert.equal("done", l:handshake())
+    assert.equal("TLSv1.3", conn:version())
+    assert.equal("localhost", conn:server_name())
+    assert.equal("hello from s_client\n", l:read_until("\n"))
+    assert.equal(19, l:write_all("hello from lunatls\n"))
+    assert.equal("done", l:shutdown()) -- s_client answered our close_notify
+    assert.is_true(client:wait_output("\nhello from lunatls\n"))
+    assert.matches("Verify return code: 0 (ok)", client:output(), 1, true)
+  end)
+
+  it("selects ALPN and uses only its groups", function()
+    local client, l, conn = s_client(VERIFY_LOCALHOST .. " -alpn http/1.1,h2", nil,
+      { alpn = { "h2" }, groups = "P-384" })
+    assert.equal("done", l:handshake())
+    assert.equal("h2", conn:alpn_selected())
+    assert.is_true(client:wait_output("ALPN protocol: h2\n"))
+    assert.matches("Server Temp Key: ECDH, secp384r1, 384 bits", client:output(), 1, true)
+  end)
+
+  it("speaks TLS 1.2 with the cipher the client insists on", function()
+    local _, l, conn = s_client(CLIENT_TRUST .. " -tls1_2 -cipher ECDHE-ECDSA-CHACHA20-POLY1305")
+    assert.equal("done", l:handshake())
+    assert.equal("TLSv1.2", conn:version())
+    assert.equal("ECDHE-ECDSA-CHACHA20-POLY1305", conn:cipher())
+    assert.is_nil(conn:server_name()) -- no -servername: no SNI
+  end)
+
+  it("verifies the client certificate it requires", function()
+    local _, l, conn = s_client(("%s -cert %s -key %s"):format(CLIENT_TRUST, F"client.pem", F"client.key"),
+      nil, { verify = "require", cafile = F"ca.pem" })
+    assert.equal("done", l:handshake())
+    assert.equal("CN=lunatls test client,O=lunatls tests", conn:peer_certificate():subject())
+    assert.same({ 0, "ok" }, { conn:verify_result() })
+  end)
+
+  it("fails with 'verify' when the client sends no certificate", function()
+    local _, l = s_client(CLIENT_TRUST, nil, { verify = "require", cafile = F"ca.pem" })
+    assert.same({ nil, "do_handshake: peer did not return a certificate", "verify" }, { l:handshake() })
+  end)
+
+  it("fails with 'verify' for a client certificate from an untrusted CA", function()
+    local _, l = s_client(("%s -cert %s -key %s"):format(CLIENT_TRUST, F"otherclient.pem", F"otherclient.key"),
+      nil, { verify = "require", cafile = F"ca.pem" })
+    assert.same({ nil, "do_handshake: certificate verify failed: unable to get local issuer certificate",
+                  "verify" }, { l:handshake() })
+  end)
+
+  it("logs the same key lines as s_client -keylogfile", function()
+    local keylog_path = os.tmpname()
+    finally(function() os.remove(keylog_path) end)
+    local ours = {}
+    local client, l = s_client(CLIENT_TRUST .. " -keylogfile " .. keylog_path, nil,
+      { keylog = function(line) ours[#ours + 1] = line end })
+    assert.equal("done", l:handshake())
+    local theirs
+    for _ = 1, 250 do -- s_client writes its file as the secrets come
+      theirs = {}
+      for line in io.lines(keylog_path) do
+        if not line:match("^#") and line ~= "" then theirs[#theirs + 1] = line end
+      end
+      if #theirs >= 5 then break end
+      process.sleep(0.02)
+    end
+    table.sort(ours)
+    table.sort(theirs)
+    assert.equal(5, #ours)
+    assert.same(theirs, ours)
+  end)
+
+  it("sees 'eof' when s_client is killed mid-connection", function()
+    local client, l = s_client(CLIENT_TRUST .. " -ign_eof", nil)
+    assert.equal("done", l:handshake())
+    client:kill()
+    local data, status = l:read_all()
+    assert.equal("", data)
+    assert.equal("eof", status)
+  end)
+end)
