@@ -36,6 +36,7 @@ typedef struct {
     int is_server;
     int fd_mode;
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
+    int failed;           /* an I/O call failed; {message, code} is in CONN_UV_FAILURE */
 } lunatls_Conn;
 
 /* Uservalue slots of a Conn: what it keeps alive. */
@@ -45,7 +46,8 @@ enum {
     CONN_UV_SNI_CONTEXT,   /* a Context chosen by the servername callback */
     CONN_UV_TRANSPORT,     /* the socket object given as fd, if any */
     CONN_UV_ERROR,         /* an error raised by a Lua callback */
-    CONN_NUV = CONN_UV_ERROR
+    CONN_UV_FAILURE,       /* the last I/O failure: {message, code} (errors.c) */
+    CONN_NUV = CONN_UV_FAILURE
 };
 
 /* lunatls.BIO: one end of a BIO pair (we own one reference). */
