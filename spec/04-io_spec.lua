@@ -208,6 +208,36 @@ describe("conn", function()
     end)
   end)
 
+  describe("a failed connection", function()
+    it("keeps giving its failure, not 'eof', on every later call", function()
+      local p = pair.new():connect()
+      p.client.net:write("\23\3\3\0\5junk!") -- an application record that fails to decrypt
+      local failure = { nil, "read: decryption failed or bad record mac", "protocol" }
+      assert.same(failure, { p.client.conn:read() })
+      assert.same(failure, { p.client.conn:read() })
+      assert.same(failure, { p.client.conn:write("more") })
+    end)
+
+    it("keeps giving a failed handshake's error", function()
+      local conn = pair.server_context():new_conn()
+      conn:bio():write("this is not TLS at all, not even close")
+      local failure = { nil, "do_handshake: wrong version number", "protocol" }
+      assert.same(failure, { conn:do_handshake() })
+      assert.same(failure, { conn:do_handshake() })
+      assert.same(failure, { conn:read() })
+    end)
+
+    it("keeps giving a verify failure", function()
+      local p = pair.new { server_ctx = pair.server_context {
+        certificate = pair.fixture("expired.pem"), key = pair.fixture("expired.key") } }
+      local result = p:handshake()
+      local failure = { nil, "do_handshake: certificate verify failed: certificate has expired", "verify" }
+      assert.same(failure, { nil, result.client.message, result.client.code })
+      assert.same(failure, { p.client.conn:do_handshake() })
+      assert.same(failure, { p.client.conn:write("secret") })
+    end)
+  end)
+
   describe("key_update", function()
     it("rotates the keys in TLS 1.3 (requesting the peer's too) and data still flows", function()
       local p = pair.new():connect()
