@@ -84,7 +84,8 @@ local function resume(self, entry)
   local ok, yielded = coroutine_resume(co, table.unpack(entry, 2, entry.n + 1))
   if not ok then
     self.tasks = self.tasks - 1
-    error(debug.traceback(co, tostring(yielded)), 0)
+    if type(yielded) ~= "string" then error(yielded, 0) end -- an error object: as is
+    error(debug.traceback(co, yielded), 0)
   end
   if coroutine_status(co) == "dead" then
     self.tasks = self.tasks - 1

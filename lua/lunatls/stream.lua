@@ -452,7 +452,15 @@ function Stream:shutdown(wait_for_peer)
   if self.dead then return dead_result(self) end
   local deadline = op_deadline(self)
   local ok, message, code = send_close_notify(self, deadline)
-  if not ok then return nil, message, code end
+  if not ok then
+    -- A peer may close its socket right after its close_notify (RFC 8446
+    -- 6.1): both sides said goodbye, ours just found no one listening.
+    -- (OpenSSL reports that as "closed" too: it already has the peer's.)
+    if self.peer_closed and (code == "eof" or code == "syscall" or code == "closed") then
+      return true
+    end
+    return nil, message, code
+  end
   if not wait_for_peer then return true end
   while not self.peer_closed do
     local data
