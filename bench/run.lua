@@ -52,10 +52,10 @@ local PEER_WORKLOADS = {
 local CALLGRIND = {
   handshake = { 5, 25 },
   resume = { 5, 45 },
-  bulk16k = { 100, 1100 },
-  bulk1k = { 500, 5500 },
-  bulk64 = { 1000, 11000 },
-  msg1k = { 500, 5500 },
+  bulk16k = { 200, 2200 },
+  bulk1k = { 1000, 21000 },
+  bulk64 = { 2000, 42000 },
+  msg1k = { 1000, 11000 },
 }
 
 local function parse_options(argv)
