@@ -1,0 +1,231 @@
+-- Timeouts, deadlines and vanishing peers on real TCP sockets, with the
+-- LuaSocket transport and with the fd transport (OpenSSL on the socket).
+-- A timeout gives nil, "timeout" and leaves the stream usable; a peer that
+-- drops the connection mid-handshake gives nil, message, "eof".
+
+local tls = require "lunatls"
+local socket = require "socket"
+local scheduler = require "lunatls.scheduler"
+local socket_transport = require "lunatls.transport.socket"
+local fd_transport = require "lunatls.transport.fd"
+
+local F = "spec/fixtures/"
+local server_ctx = assert(tls.new_context {
+  mode = "server", certificate = F .. "server.pem", key = F .. "server.key",
+})
+local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.pem" })
+
+local gettime = socket.gettime
+
+local function run(...)
+  local sched = scheduler.new()
+  for _, fn in ipairs { ... } do sched:spawn(fn) end
+  assert(sched:run(30), "the coroutines did not finish in time")
+end
+
+local function listen()
+  local listener = assert(socket.bind("127.0.0.1", 0))
+  local _, port = listener:getsockname()
+  return listener, tonumber(port)
+end
+
+-- A transport of the kind under test over a LuaSocket socket.
+local MAKE = {
+  socket = function(sock) return socket_transport.new(sock) end,
+  fd = function(sock) return fd_transport.new(sock) end,
+}
+
+-- The accepted (raw) TCP socket, waiting through the scheduler.
+local function accept_raw(listener)
+  return assert(socket_transport.accept(listener, gettime() + 10)).socket
+end
+
+for _, kind in ipairs { "socket", "fd" } do
+  local make = MAKE[kind]
+
+  describe(kind .. " transport:", function()
+    it("a stalled server (accepts TCP, never speaks) gives nil, 'timeout' within the deadline; "
+       .. "the handshake then resumes when it speaks", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local raw_server -- accepted, silent
+      local results = {}
+      run(function()
+        raw_server = accept_raw(listener)
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local stream = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 0.3 })
+        local started = gettime()
+        results.first = { stream:handshake() }
+        results.elapsed = gettime() - started
+        results.stream = stream
+      end)
+      assert.same({ nil, "timeout", "timeout" }, results.first)
+      assert.is_true(results.elapsed >= 0.29, "too early: " .. results.elapsed)
+      assert.is_true(results.elapsed < 1.5, "too late: " .. results.elapsed)
+      -- the stream is usable: once the server speaks, the handshake finishes
+      local stream, got = results.stream, nil
+      stream:settimeout(10)
+      run(function()
+        local server = tls.wrap(socket_transport.new(raw_server), server_ctx, { timeout = 10 })
+        assert(server:handshake())
+        got = server:receive("*l")
+        server:close()
+      end, function()
+        assert(stream:handshake())
+        assert(stream:send("still alive\n"))
+        stream:close()
+      end)
+      assert.equal("still alive", got)
+    end)
+
+    it("a stalled client gives the server nil, 'timeout' within the deadline", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local raw_client, result, elapsed
+      run(function()
+        raw_client = assert(socket.connect("127.0.0.1", port))
+      end, function()
+        local started = gettime()
+        result = { tls.accept(listener, server_ctx, { timeout = 0.3, fd = kind == "fd" }) }
+        elapsed = gettime() - started
+      end)
+      raw_client:close()
+      assert.same({ nil, "timeout", "timeout" }, result)
+      assert.is_true(elapsed >= 0.29 and elapsed < 1.5, "elapsed " .. elapsed)
+    end)
+
+    it("a server that drops the connection mid-handshake gives nil, message, 'eof'", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local result, hello
+      run(function()
+        local raw = socket_transport.new(accept_raw(listener))
+        assert(raw:wait("read", gettime() + 5))
+        hello = raw:receive(5) -- the start of the ClientHello
+        raw:close()
+      end, function()
+        local transport = assert(socket_transport.connect("127.0.0.1", port))
+        local stream = tls.wrap(make(transport.socket), client_ctx,
+          { server_name = "localhost", timeout = 5 })
+        result = { stream:handshake() }
+        -- clearly dead: the next call says the same
+        result.again = { stream:send("x") }
+        stream:close()
+      end)
+      assert.equal("\22\3", hello:sub(1, 2)) -- a handshake record did arrive
+      assert.is_nil(result[1])
+      assert.equal("eof", result[3])
+      assert.matches("eof", result[2])
+      assert.same({ nil, result[2], "eof", 0 }, result.again)
+    end)
+
+    it("a client that drops the connection mid-handshake gives the server nil, message, 'eof'", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local result
+      run(function()
+        local raw = assert(socket.connect("127.0.0.1", port))
+        raw:send("\22\3\1\0\200\1\0\0") -- half a ClientHello header
+        raw:close()
+      end, function()
+        result = { tls.accept(listener, server_ctx, { timeout = 5, fd = kind == "fd" }) }
+      end)
+      assert.is_nil(result[1])
+      assert.equal("eof", result[3])
+    end)
+
+    it("a silent peer after the handshake: receive gives nil, 'timeout', keeps the partial "
+       .. "data, and the stream goes on", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local server, steps = nil, {}
+      run(function()
+        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = kind == "fd" }))
+        assert(server:send("12345"))
+      end, function()
+        local stream = assert(tls.connect("127.0.0.1", port, client_ctx,
+          { fd = kind == "fd", timeout = 0.3 }))
+        local started = gettime()
+        steps.first = { stream:receive(10) }
+        steps.elapsed = gettime() - started
+        steps.stream = stream
+      end)
+      assert.same({ nil, "timeout", "timeout" }, steps.first)
+      assert.is_true(steps.elapsed >= 0.29 and steps.elapsed < 1.5, "elapsed " .. steps.elapsed)
+      run(function()
+        assert(server:send("67890"))
+        assert(server:shutdown())
+      end, function()
+        steps.stream:settimeout(10)
+        steps.second = steps.stream:receive(10)
+        steps.after = { steps.stream:receive("*a") }
+        steps.stream:close()
+        server:close()
+      end)
+      assert.equal("1234567890", steps.second)
+      assert.same({ "" }, steps.after)
+    end)
+
+    it("a peer that does not read: send gives nil, 'timeout', last; resending from last + 1 "
+       .. "delivers every byte exactly once", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local data = ("0123456789abcdef"):rep(1024 * 1024) -- 16 MiB: more than the kernel buffers
+      local server, client, first
+      run(function()
+        server = assert(tls.accept(listener, server_ctx, { timeout = 20, fd = kind == "fd" }))
+      end, function()
+        client = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = kind == "fd", timeout = 0.5 }))
+        first = { client:send(data) }
+      end)
+      assert.same({ nil, "timeout", "timeout" }, { first[1], first[2], first[3] })
+      local last = first[4]
+      assert.is_true(last > 0 and last < #data, "last " .. tostring(last))
+      local received
+      run(function()
+        received = server:receive(#data)
+        server:close()
+      end, function()
+        client:settimeout(20)
+        assert.equal(#data, client:send(data, last + 1))
+      end)
+      client:close()
+      assert.equal(#data, #received)
+      assert.is_true(received == data, "the bytes differ")
+    end)
+
+    it("a deadline bounds several calls together", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local results, server = {}, nil
+      run(function()
+        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = kind == "fd" }))
+      end, function()
+        local stream = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = kind == "fd", timeout = 10 }))
+        stream:setdeadline(gettime() + 0.3)
+        local started = gettime()
+        results[1] = { stream:receive(1) }
+        results[2] = { stream:receive(1) } -- the deadline has passed: at once
+        results.elapsed = gettime() - started
+        stream:close()
+      end)
+      server:close()
+      assert.same({ nil, "timeout", "timeout" }, results[1])
+      assert.same({ nil, "timeout", "timeout" }, results[2])
+      assert.is_true(results.elapsed >= 0.29 and results.elapsed < 1.0, "elapsed " .. results.elapsed)
+    end)
+  end)
+end
+
+describe("connect", function()
+  it("to a closed port gives nil, message, 'syscall'", function()
+    local listener, port = listen()
+    listener:close()
+    local result
+    run(function() result = { tls.connect("127.0.0.1", port, client_ctx, { timeout = 5 }) } end)
+    assert.is_nil(result[1])
+    assert.matches("connection refused", result[2])
+    assert.equal("syscall", result[3])
+  end)
+end)
