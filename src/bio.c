@@ -77,23 +77,28 @@ static int bio_write(lua_State *L) {
  * into one Lua string, copied once: BIO_nread0 exposes the buffer. The bytes
  * lie in one piece, or in two when they wrap around the end of the ring;
  * only then is a luaL_Buffer needed. */
-static int read_available(lua_State *L, BIO *bio, size_t want) {
+static int read_available(lua_State *L, lunatls_BIO *b, size_t want) {
     luaL_Buffer buf;
     char *p, *out;
     size_t first;
-    ossl_ssize_t n = BIO_nread0(bio, &p);
+    ossl_ssize_t n = BIO_nread0(b->bio, &p);
     if (n <= 0) return luaL_error(L, "read: BIO pair out of step");
     if ((size_t)n >= want) {
         lua_pushlstring(L, p, want);
-        BIO_nread(bio, &p, (int)want);
+        /* The copy is made; the collector step after it may have run a
+         * finalizer that closed this end: then there is nothing to consume. */
+        if (b->bio != NULL) BIO_nread(b->bio, &p, (int)want);
         return 1;
     }
     first = (size_t)n;
     out = luaL_buffinitsize(L, &buf, want);
-    n = BIO_nread(bio, &p, (int)first); /* p may have moved: luaL_Buffer can run the GC */
+    /* The allocation may have run a finalizer: p is stale, and the end may be
+     * closed; nothing below calls Lua until both pieces are copied. */
+    if (b->bio == NULL) return luaL_error(L, "attempt to use a closed %s", LUNATLS_BIO);
+    n = BIO_nread(b->bio, &p, (int)first);
     if (n != (ossl_ssize_t)first) return luaL_error(L, "read: BIO pair out of step");
     memcpy(out, p, first);
-    if (BIO_nread(bio, &p, (int)(want - first)) != (ossl_ssize_t)(want - first))
+    if (BIO_nread(b->bio, &p, (int)(want - first)) != (ossl_ssize_t)(want - first))
         return luaL_error(L, "read: BIO pair out of step");
     memcpy(out + first, p, want - first);
     luaL_pushresultsize(&buf, want);
@@ -108,7 +113,7 @@ static int bio_read(lua_State *L) {
     luaL_argcheck(L, max > 0, 2, "max must be positive");
     pending = BIO_ctrl_pending(b->bio);
     if (pending > 0)
-        return read_available(L, b->bio, (lua_Integer)pending < max ? pending : (size_t)max);
+        return read_available(L, b, (lua_Integer)pending < max ? pending : (size_t)max);
     luaL_pushfail(L);
     /* Empty: "closed" once the other end has shut down writing (or is gone). */
     lunatls_pushword(L, BIO_eof(b->bio) ? UPV_CLOSED : UPV_WANT_READ);

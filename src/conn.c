@@ -57,7 +57,15 @@ static void end_call(lua_State *L, lunatls_Conn *c) {
     }
 }
 
-/* ---- callbacks (installed on the SSL_CTX by context.c) ---- */
+/* ---- callbacks (installed on the SSL_CTX by context.c) ----
+ *
+ * OpenSSL calls these from inside SSL_do_handshake and friends, where
+ * nothing may raise: a longjmp across OpenSSL's frames would skip its
+ * cleanup and leave this Conn marked busy for good. Even pushing a string
+ * can raise (out of memory), so each callback pushes only what cannot fail
+ * (a light C function, the Conn, a light userdata) and lua_pcalls a C
+ * function that does the rest; an error is kept in CONN_UV_ERROR, and
+ * end_call raises it once OpenSSL has returned. */
 
 static lunatls_Conn *callback_conn(const SSL *ssl) {
     lunatls_Conn *c = (lunatls_Conn *)SSL_get_app_data(ssl);
@@ -67,13 +75,29 @@ static lunatls_Conn *callback_conn(const SSL *ssl) {
     return c;
 }
 
-static void keep_callback_error(lua_State *L, lunatls_Conn *c) {
-    c->callback_failed = 1;
-    lua_setiuservalue(L, 1, CONN_UV_ERROR);
+/* Calls f(conn, arg) protected, on the thread of the running method, with
+ * no results; on an error, keeps it for end_call. Returns 1 on success. */
+static int call_protected(lunatls_Conn *c, lua_CFunction f, void *arg) {
+    lua_State *L = c->L;
+    int top = lua_gettop(L), ok;
+    if (!lua_checkstack(L, 3)) { /* cannot even report it: refuse the callback */
+        c->callback_failed = 1;
+        return 0;
+    }
+    lua_pushcfunction(L, f);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, arg);
+    ok = lua_pcall(L, 2, 0, 0) == LUA_OK;
+    if (!ok) {
+        c->callback_failed = 1;
+        lua_setiuservalue(L, 1, CONN_UV_ERROR);
+    }
+    lua_settop(L, top);
+    return ok;
 }
 
 /* Pushes the Lua callback `name` of the context the connection uses now
- * (the servername callback may have switched it). */
+ * (the servername callback may have switched it). The Conn is at index 1. */
 static int push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
     lunatls_Context *sni;
     lua_getiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
@@ -89,64 +113,71 @@ static int push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
     return lua_isfunction(L, -1);
 }
 
-void lunatls_keylog_callback(const SSL *ssl, const char *line) {
-    lunatls_Conn *c = callback_conn(ssl);
-    lua_State *L;
-    int top;
-    if (c == NULL) return;
-    L = c->L;
-    top = lua_gettop(L);
+/* keylog(line), protected: 1 the Conn, 2 the line (light userdata). */
+static int keylog_protected(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
+    const char *line = (const char *)lua_touserdata(L, 2);
     if (push_callback(L, c, "keylog")) {
         lua_pushstring(L, line);
-        if (lua_pcall(L, 1, 0, 0) != LUA_OK) keep_callback_error(L, c);
+        lua_call(L, 1, 0);
     }
-    lua_settop(L, top);
+    return 0;
 }
+
+void lunatls_keylog_callback(const SSL *ssl, const char *line) {
+    lunatls_Conn *c = callback_conn(ssl);
+    if (c != NULL) call_protected(c, keylog_protected, (void *)line);
+}
+
+/* What the servername function decided. */
+typedef struct {
+    int result; /* SSL_TLSEXT_ERR_* */
+    int alert;
+} ServernameChoice;
 
 /* The servername function returns a Context to switch to, nil to keep this
  * one, or false to refuse the name (alert unrecognized_name). */
-static int apply_servername_choice(lua_State *L, lunatls_Conn *c, int *alert) {
+static void apply_servername_choice(lua_State *L, lunatls_Conn *c, ServernameChoice *choice) {
     lunatls_Context *chosen;
-    if (lua_isnil(L, -1)) return SSL_TLSEXT_ERR_OK;
+    if (lua_isnil(L, -1)) return;
     if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-        *alert = SSL_AD_UNRECOGNIZED_NAME;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
+        choice->result = SSL_TLSEXT_ERR_ALERT_FATAL;
+        choice->alert = SSL_AD_UNRECOGNIZED_NAME;
+        return;
     }
     chosen = (lunatls_Context *)luaL_testudata(L, -1, LUNATLS_CONTEXT);
-    if (chosen == NULL || chosen->ctx == NULL || !chosen->is_server) {
-        lua_pushliteral(L, "servername callback must return a server lunatls.Context, nil or false");
-        keep_callback_error(L, c);
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
+    if (chosen == NULL || chosen->ctx == NULL || !chosen->is_server)
+        luaL_error(L, "servername callback must return a server lunatls.Context, nil or false");
     SSL_set_SSL_CTX(c->ssl, chosen->ctx);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
-    return SSL_TLSEXT_ERR_OK;
+}
+
+/* servername(name), protected: 1 the Conn, 2 the ServernameChoice. */
+static int servername_protected(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
+    ServernameChoice *choice = (ServernameChoice *)lua_touserdata(L, 2);
+    if (push_callback(L, c, "servername")) {
+        const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+        if (name != NULL) lua_pushstring(L, name);
+        else lua_pushnil(L);
+        lua_call(L, 1, 1);
+        apply_servername_choice(L, c, choice);
+    }
+    return 0;
 }
 
 int lunatls_servername_callback(SSL *ssl, int *alert, void *arg) {
     lunatls_Conn *c = callback_conn(ssl);
-    lua_State *L;
-    int top, result = SSL_TLSEXT_ERR_OK;
+    ServernameChoice choice = {SSL_TLSEXT_ERR_OK, 0};
     (void)arg;
     if (c == NULL) return SSL_TLSEXT_ERR_NOACK;
-    L = c->L;
-    top = lua_gettop(L);
-    if (push_callback(L, c, "servername")) {
-        const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-        if (name != NULL) lua_pushstring(L, name);
-        else lua_pushnil(L);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            keep_callback_error(L, c);
-            *alert = SSL_AD_INTERNAL_ERROR;
-            result = SSL_TLSEXT_ERR_ALERT_FATAL;
-        } else {
-            result = apply_servername_choice(L, c, alert);
-        }
+    if (!call_protected(c, servername_protected, &choice)) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    lua_settop(L, top);
-    return result;
+    if (choice.result != SSL_TLSEXT_ERR_OK) *alert = choice.alert;
+    return choice.result;
 }
 
 /* ---- construction ---- */
@@ -364,16 +395,25 @@ static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t l
                         lua_Integer max) {
     luaL_Buffer b;
     int stopped = 0;
+    /* Growing the buffer can raise (out of memory): the Conn is marked busy
+     * only while OpenSSL runs, so such an error cannot leave it busy. */
+    c->L = NULL;
     luaL_buffinitsize(L, &b, len + RECORD_MAX);
     luaL_addlstring(&b, buf, len);
     max -= (lua_Integer)len;
     while (max > 0 && !stopped) {
         size_t want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
-        size_t n = read_more(c, luaL_prepbuffsize(&b, want), want, &stopped);
+        char *room = luaL_prepbuffsize(&b, want);
+        size_t n;
+        if (c->ssl == NULL) break; /* a finalizer run by the allocation closed it */
+        c->L = L;
+        n = read_more(c, room, want, &stopped);
+        c->L = NULL;
         luaL_addsize(&b, n);
         max -= (lua_Integer)n;
     }
     luaL_pushresult(&b);
+    c->L = L; /* for end_call */
 }
 
 /* conn:read([max]) -> data, or nil, status, or nil, message, code.
@@ -518,34 +558,49 @@ static int conn_server_name(lua_State *L) {
     return push_string_or_nil(L, SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name));
 }
 
+/* The objects below are made before their OpenSSL pointer is fetched: the
+ * allocation may run a finalizer that closes this Conn (and frees what the
+ * SSL holds), so the Conn is checked again after it. */
+
 static int conn_peer_certificate(lua_State *L) {
-    lunatls_Conn *c = lunatls_checkconn(L, 1);
-    X509 *x = SSL_get1_peer_certificate(c->ssl);
+    lunatls_Certificate *cert;
+    X509 *x;
+    lunatls_checkconn(L, 1);
+    cert = lunatls_newcertificate(L);
+    x = SSL_get0_peer_certificate(lunatls_checkconn(L, 1)->ssl);
     if (x == NULL) {
         lua_pushnil(L);
         return 1;
     }
-    lunatls_pushcertificate(L, x);
+    X509_up_ref(x);
+    cert->x509 = x;
     return 1;
 }
 
-/* The chain as the peer sent it, its own certificate first (OpenSSL leaves
- * that out of a server's view of the client's chain). */
+/* Entry i of the chain as the peer sent it; -1: a server's view lacks the
+ * client's own certificate, which goes first. NULL past the end. */
+static X509 *chain_entry(lunatls_Conn *c, int i) {
+    STACK_OF(X509) *chain;
+    if (c->ssl == NULL || (chain = SSL_get_peer_cert_chain(c->ssl)) == NULL) return NULL;
+    if (i < 0) return c->is_server ? SSL_get0_peer_certificate(c->ssl) : NULL;
+    return i < sk_X509_num(chain) ? sk_X509_value(chain, i) : NULL;
+}
+
+/* The chain as the peer sent it, its own certificate first. */
 static int conn_peer_chain(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn(L, 1);
-    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
-    X509 *leaf;
     int i, n = 0;
     lua_newtable(L);
-    if (chain == NULL) return 1;
-    if (c->is_server && (leaf = SSL_get1_peer_certificate(c->ssl)) != NULL) {
-        lunatls_pushcertificate(L, leaf);
-        lua_rawseti(L, -2, ++n);
-    }
-    for (i = 0; i < sk_X509_num(chain); i++) {
-        X509 *x = sk_X509_value(chain, i);
+    for (i = -1;; i++) {
+        lunatls_Certificate *cert = lunatls_newcertificate(L);
+        X509 *x = chain_entry(c, i);
+        if (x == NULL) {
+            lua_pop(L, 1);
+            if (i < 0) continue;
+            break;
+        }
         X509_up_ref(x);
-        lunatls_pushcertificate(L, x);
+        cert->x509 = x;
         lua_rawseti(L, -2, ++n);
     }
     return 1;
@@ -562,13 +617,20 @@ static int conn_verify_result(lua_State *L) {
 /* nil until the handshake is done: a client's session before the
  * ServerHello has no cipher and cannot even be exported. */
 static int conn_session(lua_State *L) {
-    lunatls_Conn *c = lunatls_checkconn(L, 1);
-    SSL_SESSION *s = handshake_done(c) ? SSL_get1_session(c->ssl) : NULL;
+    lunatls_Session *session;
+    SSL_SESSION *s;
+    if (!handshake_done(lunatls_checkconn(L, 1))) {
+        lua_pushnil(L);
+        return 1;
+    }
+    session = lunatls_newsession(L);
+    s = SSL_get_session(lunatls_checkconn(L, 1)->ssl);
     if (s == NULL) {
         lua_pushnil(L);
         return 1;
     }
-    lunatls_pushsession(L, s);
+    SSL_SESSION_up_ref(s);
+    session->session = s;
     return 1;
 }
 
@@ -589,6 +651,7 @@ static int conn_export_keying_material(lua_State *L) {
     unsigned char *out;
     luaL_argcheck(L, length > 0 && length <= 16384, 3, "length must be between 1 and 16384");
     out = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)length);
+    c = lunatls_checkconn(L, 1); /* a finalizer run by the allocation may have closed it */
     ERR_clear_error();
     if (!handshake_done(c) ||
         SSL_export_keying_material(c->ssl, out, (size_t)length, label, label_len,

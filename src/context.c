@@ -137,23 +137,45 @@ typedef struct {
     int failed; /* the password function raised: its error is on the stack top */
 } PasswordSource;
 
+/* OpenSSL's buffer for the password, and how much of it we filled. */
+typedef struct {
+    char *buf;
+    int size;
+    int len;
+} PasswordRequest;
+
+/* password_protected(opts, request): copies the password option, or what
+ * the password function returns, into the request's buffer. */
+static int password_protected(lua_State *L) {
+    PasswordRequest *request = (PasswordRequest *)lua_touserdata(L, 2);
+    size_t len;
+    const char *pw;
+    if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) lua_call(L, 0, 1);
+    pw = lua_tolstring(L, -1, &len);
+    if (pw != NULL && len <= (size_t)request->size) {
+        memcpy(request->buf, pw, len);
+        request->len = (int)len;
+    }
+    return 0;
+}
+
+/* Runs inside PEM_read_bio_PrivateKey, where nothing may raise (not even
+ * out of memory while converting the password to a string): everything
+ * that touches Lua runs under lua_pcall, in password_protected. */
 static int password_callback(char *buf, int size, int rwflag, void *userdata) {
     PasswordSource *src = (PasswordSource *)userdata;
     lua_State *L = src->L;
-    size_t len;
-    const char *pw;
+    PasswordRequest request = {buf, size, 0};
     (void)rwflag;
-    if (src->failed) return 0;
-    lua_getfield(L, 1, "password");
-    if (lua_isfunction(L, -1) && lua_pcall(L, 0, 1, 0) != LUA_OK) {
+    if (src->failed || !lua_checkstack(L, 3)) return 0;
+    lua_pushcfunction(L, password_protected);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, &request);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         src->failed = 1;
         return 0;
     }
-    pw = lua_tolstring(L, -1, &len);
-    if (pw == NULL || len > (size_t)size) len = 0;
-    if (len > 0) memcpy(buf, pw, len);
-    lua_pop(L, 1);
-    return (int)len;
+    return request.len;
 }
 
 static int set_key(lua_State *L, SSL_CTX *ctx) {

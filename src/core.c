@@ -46,6 +46,21 @@ void lunatls_pushword(lua_State *L, int word) {
     }
 }
 
+static int push_copy_protected(lua_State *L) {
+    lua_pushlstring(L, (const char *)lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
+    return 1;
+}
+
+/* Pushes a copy of the len bytes at s without raising: returns 1, or 0 with
+ * the error (out of memory) pushed instead. For text in OpenSSL memory that
+ * must be freed whatever happens: copy, free, then lua_error if it failed. */
+int lunatls_push_copy(lua_State *L, const char *s, size_t len) {
+    lua_pushcfunction(L, push_copy_protected);
+    lua_pushlightuserdata(L, (void *)s);
+    lua_pushinteger(L, (lua_Integer)len);
+    return lua_pcall(L, 2, 1, 0) == LUA_OK;
+}
+
 int lunatls_tostring_closed(lua_State *L, const char *tname) {
     lua_pushfstring(L, "%s (closed)", tname);
     return 1;

@@ -106,11 +106,11 @@ int lunatls_servername_callback(SSL *ssl, int *alert, void *arg);
 void lunatls_open_conn(lua_State *L);
 
 /* x509.c */
-void lunatls_pushcertificate(lua_State *L, X509 *x509);
+lunatls_Certificate *lunatls_newcertificate(lua_State *L);
 void lunatls_open_certificate(lua_State *L);
 
 /* session.c */
-void lunatls_pushsession(lua_State *L, SSL_SESSION *session);
+lunatls_Session *lunatls_newsession(lua_State *L);
 SSL_SESSION *lunatls_checksession(lua_State *L, int idx);
 void lunatls_open_session(lua_State *L);
 
@@ -121,5 +121,6 @@ void lunatls_pushword(lua_State *L, int word);
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods);
 int lunatls_tostring_closed(lua_State *L, const char *tname);
+int lunatls_push_copy(lua_State *L, const char *s, size_t len);
 
 #endif

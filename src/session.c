@@ -8,11 +8,14 @@ SSL_SESSION *lunatls_checksession(lua_State *L, int idx) {
     return ((lunatls_Session *)lunatls_checkopen(L, idx, LUNATLS_SESSION))->session;
 }
 
-/* Pushes a Session that takes over one reference to session. */
-void lunatls_pushsession(lua_State *L, SSL_SESSION *session) {
+/* Pushes a closed Session: the caller gets its SSL_SESSION only after this
+ * allocation (which may raise, or run a finalizer that closes the Conn the
+ * session comes from) and stores a reference of its own in ->session. */
+lunatls_Session *lunatls_newsession(lua_State *L) {
     lunatls_Session *s = (lunatls_Session *)lua_newuserdatauv(L, sizeof *s, 0);
-    s->session = session;
+    s->session = NULL;
     luaL_setmetatable(L, LUNATLS_SESSION);
+    return s;
 }
 
 /* session:export() -> PEM text ("-----BEGIN SSL SESSION PARAMETERS-----") */
@@ -21,15 +24,16 @@ static int session_export(lua_State *L) {
     BIO *bio = BIO_new(BIO_s_mem());
     char *data;
     long len;
+    int copied;
     if (bio == NULL || PEM_write_bio_SSL_SESSION(bio, s) != 1) {
         BIO_free(bio);
         ERR_clear_error();
         return luaL_error(L, "export: out of memory");
     }
     len = BIO_get_mem_data(bio, &data);
-    lua_pushlstring(L, data, (size_t)len);
+    copied = lunatls_push_copy(L, data, (size_t)len);
     BIO_free(bio);
-    return 1;
+    return copied ? 1 : lua_error(L);
 }
 
 /* import_session(text) -> session, or nil, message, "config" */
@@ -37,14 +41,14 @@ static int session_import(lua_State *L) {
     size_t len;
     const char *text = luaL_checklstring(L, 1, &len);
     BIO *bio;
-    SSL_SESSION *s;
+    lunatls_Session *s;
     luaL_argcheck(L, len <= INT32_MAX, 1, "too long");
+    s = lunatls_newsession(L);
     ERR_clear_error();
     bio = BIO_new_mem_buf(text, (int)len);
-    s = bio != NULL ? PEM_read_bio_SSL_SESSION(bio, NULL, NULL, NULL) : NULL;
+    s->session = bio != NULL ? PEM_read_bio_SSL_SESSION(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
-    if (s == NULL) return lunatls_config_error(L, "import_session", "not a session");
-    lunatls_pushsession(L, s);
+    if (s->session == NULL) return lunatls_config_error(L, "import_session", "not a session");
     return 1;
 }
 
@@ -68,6 +72,8 @@ static int session_gc(lua_State *L) {
 
 static int session_tostring(lua_State *L) {
     lunatls_Session *s = (lunatls_Session *)luaL_checkudata(L, 1, LUNATLS_SESSION);
+    /* closed: a finalizer may resurrect a collected Session */
+    if (s->session == NULL) return lunatls_tostring_closed(L, LUNATLS_SESSION);
     lua_pushfstring(L, "%s: %p (%s)", LUNATLS_SESSION, (void *)s,
                     SSL_SESSION_is_resumable(s->session) ? "resumable" : "not resumable");
     return 1;

@@ -16,22 +16,26 @@ static X509 *checkcert(lua_State *L) {
     return ((lunatls_Certificate *)lunatls_checkopen(L, 1, LUNATLS_CERTIFICATE))->x509;
 }
 
-/* Pushes a Certificate that takes over one reference to x509. */
-void lunatls_pushcertificate(lua_State *L, X509 *x509) {
+/* Pushes a closed Certificate: the caller fetches its X509 only after this
+ * allocation (which may raise, or run a finalizer that closes the Conn the
+ * X509 comes from) and stores a reference of its own in ->x509. */
+lunatls_Certificate *lunatls_newcertificate(lua_State *L) {
     lunatls_Certificate *c = (lunatls_Certificate *)lua_newuserdatauv(L, sizeof *c, 0);
-    c->x509 = x509;
+    c->x509 = NULL;
     luaL_setmetatable(L, LUNATLS_CERTIFICATE);
+    return c;
 }
 
-/* Pushes what was written to a memory BIO (ok), or raises. */
+/* Pushes what was written to a memory BIO (ok), or raises; frees the BIO
+ * either way (lunatls_push_copy cannot raise before it is freed). */
 static int push_membio(lua_State *L, BIO *bio, int ok) {
     char *data;
     long len = BIO_get_mem_data(bio, &data);
-    if (ok && len >= 0) lua_pushlstring(L, data, (size_t)len);
+    int copied = ok && len >= 0 && lunatls_push_copy(L, data, (size_t)len);
     BIO_free(bio);
     ERR_clear_error();
     if (!ok || len < 0) return luaL_error(L, "lunatls.Certificate: out of memory");
-    return 1;
+    return copied ? 1 : lua_error(L);
 }
 
 /* A distinguished name in RFC 2253 form: "CN=localhost,O=Example". */
@@ -75,17 +79,29 @@ static int push_general_name(lua_State *L, const GENERAL_NAME *gn) {
     return 1;
 }
 
-/* cert:subject_alt_names() -> {"localhost", "127.0.0.1", ...} */
-static int cert_subject_alt_names(lua_State *L) {
-    X509 *x = checkcert(L);
-    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+/* The list of names at light userdata 1 (GENERAL_NAMES, may be NULL). */
+static int push_names_protected(lua_State *L) {
+    GENERAL_NAMES *names = (GENERAL_NAMES *)lua_touserdata(L, 1);
     int i, n = 0;
     lua_newtable(L);
     for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++)
         if (push_general_name(L, sk_GENERAL_NAME_value(names, i))) lua_rawseti(L, -2, ++n);
+    return 1;
+}
+
+/* cert:subject_alt_names() -> {"localhost", "127.0.0.1", ...}; the table is
+ * built under lua_pcall so that the decoded names are freed even when Lua
+ * runs out of memory. */
+static int cert_subject_alt_names(lua_State *L) {
+    X509 *x = checkcert(L);
+    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ok;
+    lua_pushcfunction(L, push_names_protected);
+    lua_pushlightuserdata(L, names);
+    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
     GENERAL_NAMES_free(names);
     ERR_clear_error();
-    return 1;
+    return ok ? 1 : lua_error(L);
 }
 
 /* Seconds since the epoch of a UTC calendar date (days_from_civil). */
@@ -123,11 +139,12 @@ static int cert_not_after(lua_State *L) {
 static int cert_serial(lua_State *L) {
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(checkcert(L)), NULL);
     char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+    int copied;
     BN_free(bn);
     if (hex == NULL) return luaL_error(L, "lunatls.Certificate: out of memory");
-    lua_pushstring(L, hex);
+    copied = lunatls_push_copy(L, hex, strlen(hex));
     OPENSSL_free(hex);
-    return 1;
+    return copied ? 1 : lua_error(L);
 }
 
 /* cert:fingerprint([digest]) -> lowercase hex of the DER's digest (sha256) */
@@ -164,8 +181,11 @@ static int cert_gc(lua_State *L) {
 static int cert_tostring(lua_State *L) {
     X509 *x = checkcert(L);
     char *subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
-    lua_pushfstring(L, "%s: %s", LUNATLS_CERTIFICATE, subject != NULL ? subject : "?");
+    int copied = subject != NULL && lunatls_push_copy(L, subject, strlen(subject));
     OPENSSL_free(subject);
+    if (subject != NULL && !copied) return lua_error(L);
+    if (subject == NULL) lua_pushliteral(L, "?");
+    lua_pushfstring(L, "%s: %s", LUNATLS_CERTIFICATE, lua_tostring(L, -1));
     return 1;
 }
 
