@@ -165,7 +165,9 @@ local function drive(self, deadline, method, status_first, arg)
     local want
     if status_first then want = a elseif a == nil then want = b end
     if want ~= "want_read" and want ~= "want_write" then
-      -- a result (a failed push is reported by the next call)
+      -- A result. A failed push is reported by the next call, unless the
+      -- connection failed too: its account is the one the caller sees.
+      if not pushed and a == nil and c ~= nil then self.dead = { b, c } end
       return a, b, c
     end
     if not pushed then return nil, message, code end

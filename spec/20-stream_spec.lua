@@ -1,0 +1,370 @@
+-- The stream driver over in-memory pipes: receive patterns, partial data,
+-- backpressure and OpenSSL's write-retry rule, full duplex from two
+-- coroutines, closes, dead streams, TLS inside TLS, and plain coroutines
+-- without the scheduler.
+
+local tls = require "lunatls"
+local scheduler = require "lunatls.scheduler"
+local memory = require "lunatls.transport.memory"
+
+local F = "spec/fixtures/"
+local server_ctx = assert(tls.new_context {
+  mode = "server", certificate = F .. "server.pem", key = F .. "server.key", alpn = { "h2", "echo" },
+})
+local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.pem", alpn = { "echo" } })
+
+--- A connected client and server stream over a memory pipe.
+local function pair(pipe_opts, client_opts, server_opts)
+  local a, b = memory.pipe(pipe_opts)
+  local copts = { server_name = "localhost", timeout = 10 }
+  for k, v in pairs(client_opts or {}) do copts[k] = v end
+  local sopts = { timeout = 10 }
+  for k, v in pairs(server_opts or {}) do sopts[k] = v end
+  return tls.wrap(a, client_ctx, copts), tls.wrap(b, server_ctx, sopts), a, b
+end
+
+--- Runs the functions as tasks of one scheduler; a task's error fails the test.
+local function run(...)
+  local sched = scheduler.new()
+  for _, fn in ipairs { ... } do sched:spawn(fn, sched) end
+  assert(sched:run(60), "the coroutines did not finish in time")
+end
+
+--- Pseudo-random bytes (fixed seed).
+local function noise(n, seed)
+  local state, out = seed or 7, {}
+  for i = 1, n do
+    state = (state * 1103515245 + 12345) % 2147483648
+    out[i] = string.char(state >> 16 & 255)
+  end
+  return table.concat(out)
+end
+
+describe("stream over a memory pipe", function()
+  it("handshakes and exposes the connection's accessors", function()
+    local client, server = pair()
+    local seen = {}
+    run(function()
+      assert.is_true(client:handshake())
+      assert.is_true(client:handshake()) -- again: nothing to do
+      seen.version, seen.alpn = client:version(), client:alpn_selected()
+      seen.subject = client:peer_certificate():subject()
+      seen.key = client:export_keying_material("EXPORTER-test", 16)
+      seen.reused = client:session_reused()
+    end, function()
+      assert.is_true(server:handshake())
+      seen.sni = server:server_name()
+      seen.server_key = server:export_keying_material("EXPORTER-test", 16)
+    end)
+    assert.equal("TLSv1.3", seen.version)
+    assert.equal("echo", seen.alpn)
+    assert.equal("CN=localhost,O=lunatls tests", seen.subject)
+    assert.equal("localhost", seen.sni)
+    assert.equal(seen.key, seen.server_key)
+    assert.is_false(seen.reused)
+  end)
+
+  it("receives lines, counts, everything, with a prefix, like LuaSocket", function()
+    local client, server = pair()
+    local got = {}
+    run(function()
+      assert.equal(37, client:send("line one\r\nline two\nwith\rcr\nrest of it"))
+      assert(client:shutdown())
+    end, function()
+      got[1] = server:receive()          -- "*l" by default
+      got[2] = server:receive("*L")
+      got[3] = server:receive("l")
+      got[4] = server:receive(4)
+      got[5] = server:receive(0)
+      got[6] = server:receive(3, ">>")
+      got[7] = server:receive("*a")
+      got[8] = server:receive("a")       -- after close_notify: nothing more
+    end)
+    assert.same({ "line one", "line two\n", "withcr", "rest", "", ">> of", " it", "" }, got)
+  end)
+
+  it("send(data, i, j) sends a slice and returns j", function()
+    local client, server = pair()
+    local got, result
+    run(function()
+      result = client:send("0123456789", 3, -3)
+    end, function()
+      got = server:receive(6)
+    end)
+    assert.equal(8, result)
+    assert.equal("234567", got)
+  end)
+
+  it("receive_some gives what has arrived, at most max, buffered bytes first", function()
+    local client, server = pair()
+    local got = {}
+    run(function()
+      assert(client:send("abcdef\n"))
+    end, function()
+      got[1] = server:receive(2)
+      got[2] = server:receive_some(3)
+      got[3] = server:receive_some()
+    end)
+    assert.same({ "ab", "cde", "f\n" }, got)
+  end)
+
+  it("carries every byte when the pipe moves one byte at a time both ways", function()
+    local client, server = pair { chunk = 1 }
+    local data, echoed = noise(20000, 1), nil
+    run(function()
+      assert(client:send(data))
+      echoed = client:receive(#data)
+    end, function()
+      assert(server:send(assert(server:receive(#data))))
+    end)
+    assert.is_true(echoed == data)
+  end)
+
+  it("honours OpenSSL's write-retry rule: BIO pairs smaller than a record, a 7-byte pipe, "
+     .. "both directions at once", function()
+    -- records (16 KiB) do not fit the 512-byte BIO pairs: every write stops
+    -- short with a record half out, and must be retried with the same bytes
+    local client, server = pair({ capacity = 7 }, { buffer_size = 512 }, { buffer_size = 512 })
+    local up, down = noise(100000, 2), noise(100000, 3)
+    local got_up, got_down
+    run(function(sched)
+      sched:spawn(function() assert.equal(#up, client:send(up)) end)
+      got_down = client:receive(#down)
+    end, function(sched)
+      sched:spawn(function() assert.equal(#down, server:send(down)) end)
+      got_up = server:receive(#up)
+    end)
+    assert.is_true(got_up == up)
+    assert.is_true(got_down == down)
+  end)
+
+  it("reads and writes from two coroutines at once (full duplex), through a small pipe", function()
+    -- sending 1 MiB before reading would deadlock against an echo through a
+    -- 4 KiB pipe; a reader coroutine beside the writer keeps it flowing
+    local client, server = pair { capacity = 4096 }
+    local data, back = noise(1024 * 1024, 4), nil
+    run(function(sched)
+      sched:spawn(function() assert.equal(#data, client:send(data)) end)
+      back = client:receive(#data)
+    end, function()
+      while true do
+        local chunk = server:receive_some()
+        if not chunk then break end
+        assert(server:send(chunk))
+      end
+    end, function(sched)
+      -- the server's loop ends at the client's close_notify
+      while not back do sched:sleep(0.01) end
+      assert(client:shutdown())
+    end)
+    assert.is_true(back == data)
+  end)
+
+  it("a send that times out with a record half written resumes exactly where it stopped", function()
+    local client, server = pair({ capacity = 1000 }, { buffer_size = 512, timeout = 0.2 }, { buffer_size = 512 })
+    local data = noise(300000, 5)
+    local first, received
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    run(function() first = { client:send(data) } end) -- nobody reads
+    assert.same({ nil, "timeout", "timeout" }, { first[1], first[2], first[3] })
+    local last = first[4]
+    assert.is_true(last > 0 and last < #data, "last " .. tostring(last))
+    assert.is_not_nil(client.retry, "the timeout did not leave a write half done")
+    client:settimeout(10)
+    run(function()
+      assert.equal(#data, client:send(data, last + 1))
+    end, function()
+      received = server:receive(#data)
+    end)
+    assert.is_true(received == data)
+  end)
+
+  it("never loses partial data: a line cut by a vanished peer comes back as partial", function()
+    local client, server, _, server_end = pair()
+    local result = {}
+    run(function()
+      assert(server:send("partial li"))
+      server_end:close() -- no close_notify
+    end, function()
+      result.first = { client:receive("*l") }
+      result.again = { client:receive("*l") }
+    end)
+    assert.is_nil(result.first[1])
+    assert.equal("eof", result.first[3])
+    assert.equal("partial li", result.first[4])
+    -- dead: the same failure again, nothing more
+    assert.same({ nil, result.first[2], "eof", "" }, result.again)
+    assert.equal("eof", select(2, client:failure()))
+  end)
+
+  it("a close_notify in the middle of a line gives nil, 'closed', 'closed', partial", function()
+    local client, server = pair()
+    local result
+    run(function()
+      assert(server:send("abc"))
+      assert(server:shutdown())
+    end, function()
+      result = { client:receive("*l") }
+    end)
+    assert.same({ nil, "closed", "closed", "abc" }, result)
+  end)
+
+  it("shutdown(true) waits for the peer's close_notify and keeps data that came first", function()
+    local client, server = pair()
+    local done, late
+    run(function()
+      assert(client:handshake())
+      done = client:shutdown(true)
+      late = client:receive("*a")
+    end, function()
+      assert(server:handshake())
+      assert(server:send("late data"))
+      assert.same({ nil, "closed", "closed", "" }, { server:receive(1) })
+      assert(server:shutdown())
+    end)
+    assert.is_true(done)
+    assert.equal("late data", late)
+  end)
+
+  it("a certificate that does not verify: nil, message, 'verify', and the stream stays dead", function()
+    local a, b = memory.pipe()
+    local ctx = assert(tls.new_context { mode = "client", cafile = F .. "otherca.pem" })
+    local client = tls.wrap(a, ctx, { server_name = "localhost", timeout = 5 })
+    local server = tls.wrap(b, server_ctx, { timeout = 5 })
+    local result, server_result
+    run(function()
+      result = { client:handshake() }
+      result.again = { client:receive(1) }
+    end, function()
+      server_result = { server:handshake() }
+    end)
+    assert.is_nil(result[1])
+    assert.equal("verify", result[3])
+    assert.matches("certificate verify failed", result[2])
+    assert.same({ nil, result[2], "verify", "" }, result.again)
+    assert.is_nil(server_result[1])
+    assert.equal("protocol", server_result[3]) -- the client's alert
+  end)
+
+  it("raises on a closed stream, closes idempotently, and refuses unknown options", function()
+    local client = pair()
+    assert.is_true(client:close())
+    assert.is_true(client:close())
+    assert.has_error(function() client:send("x") end, "attempt to use a closed lunatls.Stream")
+    assert.has_error(function() client:receive() end, "attempt to use a closed lunatls.Stream")
+    assert.matches("closed", tostring(client))
+    local a = memory.pipe()
+    assert.has_error(function() tls.wrap(a, server_ctx, { timout = 1 }) end,
+      "wrap: unknown option 'timout'")
+  end)
+
+  it("close() sends close_notify: the peer reads 'closed', not 'eof'", function()
+    local client, server = pair()
+    local result
+    run(function()
+      assert(client:handshake())
+      client:close()
+    end, function()
+      result = { server:receive("*a") }
+    end)
+    assert.same({ "" }, result)
+  end)
+
+  it("carries TLS inside TLS: an inner connection relayed through an outer stream", function()
+    local outer_client, outer_server = pair()
+    local inner_a, inner_b = memory.pipe() -- inner client <-> relay (client side)
+    local inner_c, inner_d = memory.pipe() -- relay (server side) <-> inner server
+    local inner_client = tls.wrap(inner_a, client_ctx, { server_name = "localhost", timeout = 10 })
+    local inner_server = tls.wrap(inner_d, server_ctx, { timeout = 10 })
+
+    -- Moves bytes from a pipe end into a stream until the pipe closes.
+    local function pipe_to_stream(pipe_end, stream)
+      while true do
+        local data, status = pipe_end:receive(16384)
+        if data then
+          if not stream:send(data) then return end
+        elseif status == "want_read" then
+          pipe_end:wait("read")
+        else
+          return
+        end
+      end
+    end
+    -- Moves bytes from a stream into a pipe end until the stream ends.
+    local function stream_to_pipe(stream, pipe_end)
+      while true do
+        local data = stream:receive_some()
+        if not data then return end
+        local pos = 1
+        while pos <= #data do
+          local n = pipe_end:send(data:sub(pos))
+          if not n then return end
+          pos = pos + n
+          if pos <= #data then pipe_end:wait("write") end
+        end
+      end
+    end
+
+    local seen = {}
+    local finished = 0
+    local function finish()
+      finished = finished + 1
+      if finished == 2 then -- both inner ends are done: tear the relay down
+        outer_client:close()
+        outer_server:close()
+        inner_b:close()
+        inner_c:close()
+      end
+    end
+    run(function() pipe_to_stream(inner_b, outer_client) end,
+        function() stream_to_pipe(outer_client, inner_b) end,
+        function() pipe_to_stream(inner_c, outer_server) end,
+        function() stream_to_pipe(outer_server, inner_c) end,
+        function()
+          assert(inner_client:handshake())
+          seen.version = inner_client:version()
+          assert(inner_client:send("inner hello\n"))
+          seen.reply = inner_client:receive()
+          assert(inner_client:shutdown(true))
+          finish()
+        end,
+        function()
+          local line = assert(inner_server:receive())
+          assert(inner_server:send("inner echo: " .. line .. "\n"))
+          assert.same({ nil, "closed", "closed", "" }, { inner_server:receive() })
+          assert(inner_server:shutdown())
+          finish()
+        end)
+    assert.equal("TLSv1.3", seen.version)
+    assert.equal("inner echo: inner hello", seen.reply)
+  end)
+
+  it("runs in plain coroutines resumed by hand, without the scheduler", function()
+    local client, server = pair()
+    local reply
+    local client_co = coroutine.create(function()
+      assert(client:send("ping\n"))
+      reply = client:receive()
+    end)
+    local server_co = coroutine.create(function()
+      local line = assert(server:receive())
+      assert(server:send(line .. " pong\n"))
+    end)
+    for _ = 1, 100 do
+      for _, co in ipairs { client_co, server_co } do
+        if coroutine.status(co) ~= "dead" then
+          local ok, what = coroutine.resume(co)
+          assert(ok, what)
+          if coroutine.status(co) ~= "dead" then assert.equal("event", what) end
+        end
+      end
+      if coroutine.status(client_co) == "dead" and coroutine.status(server_co) == "dead" then break end
+    end
+    assert.equal("ping pong", reply)
+  end)
+
+  it("outside any coroutine, waiting on a memory pipe raises instead of hanging", function()
+    local client = pair()
+    assert.has_error(function() client:handshake() end)
+  end)
+end)
