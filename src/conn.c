@@ -230,8 +230,8 @@ static lua_Integer integral_number(lua_State *L, int idx) {
 /* The socket number of an integer, or of an object with a getfd() method. */
 static int fd_of(lua_State *L, int idx) {
     lua_Integer fd;
-    if (lua_isinteger(L, idx)) {
-        fd = lua_tointeger(L, idx);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        fd = integral_number(L, idx); /* sock:getfd() passed as is: a float */
     } else {
         if (luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
             luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
