@@ -2,6 +2,7 @@
 -- `openssl s_client`, on 127.0.0.1 and ephemeral ports, bytes moved by
 -- LuaSocket. Every process runs under `timeout 30` and is killed in `finally`.
 
+local socket = require "socket"
 local pair = require "helpers.pair"
 local link = require "helpers.link"
 local process = require "helpers.process"
@@ -230,5 +231,67 @@ describe("interop: our server against openssl s_client", function()
     local data, status = l:read_all()
     assert.equal("", data)
     assert.equal("eof", status)
+  end)
+end)
+
+describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenSSL", function()
+  --- Calls `step` until it stops asking to wait, waiting on `sock` with select.
+  local function drive(sock, step)
+    for _ = 1, 500 do
+      local first, second, third = step()
+      local status = first == nil and second or first
+      if status == "want_read" then
+        socket.select({ sock }, nil, 1)
+      elseif status == "want_write" then
+        socket.select(nil, { sock }, 1)
+      else
+        return first, second, third
+      end
+    end
+    error("no progress")
+  end
+
+  it("talks to s_server over a LuaSocket object, and over its getfd() number", function()
+    local _, port = s_server(SERVER_KEYS .. " -rev", 2)
+    for _, as_number in ipairs { false, true } do
+      local sock = assert(link.connect(port))
+      finally(function() sock:close() end)
+      local fd = as_number and sock:getfd() or sock -- LuaSocket's getfd() is a float
+      local conn = pair.client_context():new_conn { server_name = "localhost", fd = fd }
+      assert.is_nil(conn:bio())
+      assert.equal("done", drive(sock, function() return conn:do_handshake() end))
+      assert.equal(6, drive(sock, function() return conn:write("hello\n") end))
+      assert.equal("olleh\n", drive(sock, function() return conn:read() end))
+      assert.equal("done", drive(sock, function() return conn:shutdown() end))
+      conn:close()
+    end
+  end)
+
+  it("gives 'syscall' with the OS reason for a closed descriptor", function()
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local sock = assert(link.connect(port))
+    local conn = pair.client_context():new_conn { server_name = "localhost", fd = sock:getfd() }
+    sock:close()
+    assert.same({ nil, "do_handshake: Bad file descriptor", "syscall" }, { conn:do_handshake() })
+  end)
+
+  it("gives 'eof' when the peer closes the TCP connection mid-handshake", function()
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local sock = assert(link.connect(port))
+    finally(function() sock:close() end)
+    local peer = assert(link.accept(listener, 5))
+    local conn = pair.client_context():new_conn { server_name = "localhost", fd = sock }
+    assert.equal("want_read", conn:do_handshake())
+    socket.select({ peer }, nil, 1)
+    peer:settimeout(1)
+    assert.is_not_nil(peer:receive(5)) -- read (part of) the hello: the close is a FIN, not a RST
+    peer:shutdown("send")
+    local ok, message, code = drive(sock, function() return conn:do_handshake() end)
+    peer:close()
+    assert.is_nil(ok)
+    assert.equal("eof", code)
+    assert.matches("^do_handshake: unexpected eof", message)
   end)
 end)
