@@ -111,6 +111,19 @@ describe("new_context", function()
       assert.equal("CN=lunatls test CA,O=lunatls tests", chain[2]:subject())
     end)
 
+    it("load a whole chain and its key from PEM text", function()
+      local ctx = assert(tls.new_context { mode = "server",
+        certificate = pair.read_fixture("server-chain.pem"), key = pair.read_fixture("server.key") })
+      local _, p = handshake { server_ctx = ctx }
+      assert.equal(2, #p.client.conn:peer_chain())
+    end)
+
+    it("find the certificate and the key in one PEM text holding both", function()
+      local both = pair.read_fixture("server.key") .. pair.read_fixture("server.pem")
+      local ctx = assert(tls.new_context { mode = "server", certificate = both, key = both })
+      assert.equal("done", handshake { server_ctx = ctx }.client.status)
+    end)
+
     it("send only the leaf of server.pem", function()
       local _, p = handshake {}
       assert.equal(1, #p.client.conn:peer_chain())
@@ -204,6 +217,13 @@ describe("new_context", function()
     it("takes CAs as PEM text (ca)", function()
       local ctx = assert(tls.new_context { mode = "client", ca = pair.read_fixture("ca.pem") })
       assert.equal("done", handshake { client_ctx = ctx }.client.status)
+    end)
+
+    it("takes several CAs in one PEM text", function()
+      local ctx = assert(tls.new_context { mode = "client",
+        ca = pair.read_fixture("otherca.pem") .. pair.read_fixture("ca.pem") })
+      assert.equal("done", handshake { client_ctx = ctx }.client.status)
+      assert.equal("done", handshake { client_ctx = ctx, server_ctx = server_with("untrusted") }.client.status)
     end)
 
     it("takes a CA file (cafile)", function()

@@ -244,6 +244,40 @@ describe("lifetimes", function()
     assert.equal("after gc", p:send(p.server, "after gc"))
   end)
 
+  it("callbacks run on whichever coroutine calls the connection", function()
+    local lines = 0
+    local ctx = pair.client_context { keylog = function() lines = lines + 1 end }
+    local p = pair.new { client_ctx = ctx }
+    local client_status, server_status
+    for _ = 1, 10 do
+      -- each step in a fresh coroutine, dropped and collected afterwards
+      client_status = coroutine.wrap(function() return p.client.conn:do_handshake() end)()
+      p:pump()
+      server_status = p.server.conn:do_handshake()
+      p:pump()
+      collectgarbage()
+      if client_status == "done" and server_status == "done" then break end
+    end
+    assert.equal("done", client_status)
+    assert.equal(5, lines)
+  end)
+
+  it("a callback that yields raises a clean error, and the connection can still be used", function()
+    local ctx = pair.client_context { keylog = function() coroutine.yield("inside") end }
+    local p = pair.new { client_ctx = ctx }
+    p.client.conn:do_handshake()
+    p:pump()
+    p.server.conn:do_handshake()
+    p:pump()
+    local co = coroutine.create(function() return p.client.conn:do_handshake() end)
+    local ok, err = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.equal("attempt to yield across a C-call boundary", err)
+    -- not left busy: the next call reaches the callback again
+    assert.has_error(function() p.client.conn:do_handshake() end, "attempt to yield from outside a coroutine")
+    p.client.conn:close()
+  end)
+
   it("many connections collected without close do not crash", function()
     local ctx = pair.client_context()
     for _ = 1, 200 do
