@@ -130,15 +130,10 @@ static int syscall_error(lua_State *L, lunatls_Conn *c, const char *op, int save
 /* After a fatal error OpenSSL does no more I/O, and later calls fail with
  * SSL_ERROR_SYSCALL and an empty error queue: what a vanished peer looks
  * like. The Conn (at stack index 1) keeps its last failure to tell the two
- * apart: a connection that failed says so again rather than "eof". It keeps
- * the reason without the operation: a write after a failed read says
- * "write: <reason>", not "read: <reason>". */
-static int keep_failure(lua_State *L, lunatls_Conn *c, const char *op, int n) {
-    size_t len, prefix = strlen(op) + 2; /* "<op>: " */
-    const char *message = lua_tolstring(L, -2, &len);
+ * apart: a connection that failed says so again rather than "eof". */
+static int keep_failure(lua_State *L, lunatls_Conn *c, int n) {
     lua_createtable(L, 2, 0);
-    if (len >= prefix) lua_pushstring(L, message + prefix);
-    else lua_pushvalue(L, -3);
+    lua_pushvalue(L, -3);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 2);
@@ -147,12 +142,10 @@ static int keep_failure(lua_State *L, lunatls_Conn *c, const char *op, int n) {
     return n;
 }
 
-static int repeat_failure(lua_State *L, const char *op) {
+static int repeat_failure(lua_State *L) {
     luaL_pushfail(L);
     lua_getiuservalue(L, 1, CONN_UV_FAILURE);
     lua_rawgeti(L, -1, 1);
-    lua_pushfstring(L, "%s: %s", op, lua_tostring(L, -1));
-    lua_replace(L, -2);
     lua_rawgeti(L, -2, 2);
     lua_remove(L, -3);
     return 3;
@@ -176,9 +169,9 @@ int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
         return lunatls_fail(L, lua_tostring(L, -1), "closed");
     case SSL_ERROR_SYSCALL:
-        if (c->failed && is_silent_failure(c, saved_errno)) return repeat_failure(L, op);
-        return keep_failure(L, c, op, syscall_error(L, c, op, saved_errno));
+        if (c->failed && is_silent_failure(c, saved_errno)) return repeat_failure(L);
+        return keep_failure(L, c, syscall_error(L, c, op, saved_errno));
     default: /* SSL_ERROR_SSL, and the WANT_* of callbacks we never install */
-        return keep_failure(L, c, op, ssl_error(L, c, op));
+        return keep_failure(L, c, ssl_error(L, c, op));
     }
 }
