@@ -34,14 +34,18 @@ static void clear_errors(void) {
 }
 
 /* Every method that calls SSL_* I/O brackets it with these. The running
- * thread is recorded only for the length of the call, for callbacks. */
-static lunatls_Conn *begin_call(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
+ * thread is recorded only for the length of the call, for callbacks. c is
+ * the method's self, already checked (lunatls_checkself). */
+static lunatls_Conn *enter_call(lua_State *L, lunatls_Conn *c) {
     if (c->L != NULL) luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
     c->L = L;
     clear_errors();
     errno = 0;
     return c;
+}
+
+static lunatls_Conn *begin_call(lua_State *L) {
+    return enter_call(L, (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN));
 }
 
 /* Ends the call; re-raises an error a Lua callback raised during it. */
@@ -149,6 +153,11 @@ static void apply_servername_choice(lua_State *L, lunatls_Conn *c, ServernameCho
     if (chosen == NULL || chosen->ctx == NULL || !chosen->is_server)
         luaL_error(L, "servername callback must return a server lunatls.Context, nil or false");
     SSL_set_SSL_CTX(c->ssl, chosen->ctx);
+    /* SSL_set_SSL_CTX switches the certificate, key and trust store but keeps
+     * the verify mode the connection started with: a virtual host created
+     * with verify = "require" must not let clients in without a certificate. */
+    SSL_set_verify(c->ssl, SSL_CTX_get_verify_mode(chosen->ctx), NULL);
+    SSL_set_verify_depth(c->ssl, SSL_CTX_get_verify_depth(chosen->ctx));
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
 }
@@ -426,10 +435,10 @@ static int conn_read(lua_State *L) {
     lunatls_Conn *c;
     size_t limit, n = 0;
     int stopped = 0;
-    lunatls_checkself(L, LUNATLS_CONN); /* self first: conn.read(42) names the Conn */
+    c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* first: conn.read(42) names the Conn */
     max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
-    c = begin_call(L);
+    enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
         end_call(L, c);
@@ -458,9 +467,9 @@ static int conn_write(lua_State *L) {
     const char *data;
     lunatls_Conn *c;
     int ret = 1;
-    lunatls_checkself(L, LUNATLS_CONN); /* self first, then the data */
+    c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* self first, then the data */
     data = luaL_checklstring(L, 2, &len);
-    c = begin_call(L);
+    enter_call(L, c);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
         end_call(L, c);
         lua_pushinteger(L, 0);
