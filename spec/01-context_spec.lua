@@ -485,6 +485,25 @@ describe("new_context", function()
       assert.same({ "wrong.example" }, p.client.conn:peer_certificate():subject_alt_names())
     end)
 
+    it("applies the chosen context's verify mode and trust (a virtual host demanding client certificates)", function()
+      local strict = pair.server_context { verify = "require", cafile = F"ca.pem" }
+      local front = pair.server_context { servername = function() return strict end }
+      local result = handshake { server_ctx = front }
+      assert.equal("verify", result.server.code)
+      assert.equal("do_handshake: peer did not return a certificate", result.server.message)
+      local client_ctx = pair.client_context { certificate = F"client.pem", key = F"client.key" }
+      local p
+      result, p = handshake { server_ctx = front, client_ctx = client_ctx }
+      assert.equal("done", result.server.status)
+      assert.equal("CN=lunatls test client,O=lunatls tests", p.server.conn:peer_certificate():subject())
+      -- and the other way round: a relaxed virtual host behind a strict default
+      local relaxed = pair.server_context()
+      local strict_front = pair.server_context { verify = "require", cafile = F"ca.pem",
+                                                 servername = function() return relaxed end }
+      result = handshake { server_ctx = strict_front }
+      assert.equal("done", result.server.status)
+    end)
+
     it("refuses the name when the function returns false", function()
       local result = handshake { server_ctx = pair.server_context { servername = function() return false end } }
       assert.equal("protocol", result.client.code)
