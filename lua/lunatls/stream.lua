@@ -67,18 +67,29 @@ end
 
 -- ---- moving bytes (BIO mode) ----
 
+-- A transport that fails to send ends the writing direction only: what the
+-- peer sent before can still be read (as a TCP socket after EPIPE). The
+-- failure is kept in `self.write_error` and reported by every later write.
+local function write_failure(self)
+  return nil, self.write_error[1], self.write_error[2]
+end
+
 --- Moves what the connection wrote to its network end into `self.out`, then
 -- as much of `self.out` as the transport takes now. Never waits.
 local function push(self)
   local net = self.net
-  if not net or self.dead then return true end
+  if not net then return true end
   local data = net:read()
+  if self.write_error then return write_failure(self) end -- nowhere to go: dropped
   if data then
     self.out = self.out == "" and data or self.out .. data
   end
   if self.out == "" then return true end
   local n, message, code = self.transport:send(self.out)
-  if not n then return die(self, message, code or "eof") end
+  if not n then
+    self.write_error, self.out = { message, code or "eof" }, ""
+    return write_failure(self)
+  end
   if n > 0 then self.out = self.out:sub(n + 1) end
   return true
 end
@@ -88,7 +99,6 @@ end
 local function flush(self, deadline)
   if not self.net then return true end
   while true do
-    if self.dead then return dead_result(self) end
     local ok, message, code = push(self)
     if not ok then return nil, message, code end
     if self.out == "" and self.net:pending() == 0 then return true end
@@ -97,11 +107,14 @@ local function flush(self, deadline)
       local ready = self.transport:wait("write", deadline)
       self.flushing = self.flushing - 1
       if not ready then return nil, TIMEOUT, TIMEOUT end
+      if self.closed then return nil, "closed", "closed" end -- by another coroutine
     end
   end
 end
 
---- Feeds the connection bytes from the transport: waits until some arrive.
+--- Feeds the connection bytes from the transport, or waits once for some to
+-- arrive: the caller then asks the connection again (another coroutine may
+-- have given it what it needed meanwhile, e.g. finished the handshake).
 -- What the network end cannot take yet waits in `self.carry`.
 local function fill(self, deadline)
   local net = self.net
@@ -114,22 +127,21 @@ local function fill(self, deadline)
     -- the transport ended and the connection still wants bytes
     return die(self, "read: unexpected eof: the transport ended", "eof")
   end
-  while true do
-    local data, status, code = self.transport:receive(READ_MAX)
-    if data then
-      local n = net:write(data)
-      if n < #data then self.carry = data:sub(n + 1) end
-      return true
-    elseif status == "closed" then
-      self.eof_in = true
-      net:shutdown_write() -- the connection sees end of stream
-      return true
-    elseif status ~= "want_read" then
-      return die(self, status, code or "syscall")
-    end
+  local data, status, code = self.transport:receive(READ_MAX)
+  if data then
+    local n = net:write(data)
+    if n < #data then self.carry = data:sub(n + 1) end
+  elseif status == "closed" then
+    self.eof_in = true
+    net:shutdown_write() -- the connection sees end of stream
+  elseif status ~= "want_read" then
+    return die(self, status, code or "syscall")
+  else
     local ready = self.transport:wait("read", deadline)
     if not ready then return nil, TIMEOUT, TIMEOUT end
+    if self.closed then return nil, "closed", "closed" end -- by another coroutine
   end
+  return true
 end
 
 -- ---- the driver ----
@@ -139,6 +151,7 @@ local function await(self, want, deadline)
   if not self.net then -- fd mode: OpenSSL does the I/O, we only wait
     local ready = self.transport:wait(want == "want_read" and "read" or "write", deadline)
     if not ready then return nil, TIMEOUT, TIMEOUT end
+    if self.closed then return nil, "closed", "closed" end -- by another coroutine
     return true
   end
   if want == "want_write" then return flush(self, deadline) end
@@ -165,25 +178,24 @@ local function drive(self, deadline, method, status_first, arg)
     local want
     if status_first then want = a elseif a == nil then want = b end
     if want ~= "want_read" and want ~= "want_write" then
-      -- A result. A failed push is reported by the next call, unless the
-      -- connection failed too: its account is the one the caller sees.
-      if not pushed and a == nil and c ~= nil then self.dead = { b, c } end
-      return a, b, c
+      return a, b, c -- a result (a failed push is the next write's business)
     end
-    if not pushed then return nil, message, code end
+    if want == "want_write" and not pushed then return nil, message, code end
     local ok
     ok, message, code = await(self, want, deadline)
     if not ok then return nil, message, code end
-    if self.closed then -- another coroutine closed the stream meanwhile
-      return nil, "closed", "closed"
-    end
   end
 end
 
---- Turns a failure into the stream's answer: a timeout leaves it usable,
--- anything else kills it.
+--- Turns a failure into the stream's answer: a timeout leaves it usable, so
+-- does a transport that stopped taking bytes (reading may go on); anything
+-- else kills it.
 local function failure(self, message, code)
   if code == TIMEOUT then return nil, TIMEOUT, TIMEOUT end
+  local write_error = self.write_error
+  if write_error and message == write_error[1] and code == write_error[2] then
+    return nil, message, code
+  end
   return die(self, message, code)
 end
 
@@ -226,6 +238,26 @@ end
 
 -- ---- operations ----
 
+--- Runs the handshake until done; every operation starts with it.
+local function handshake(self, deadline)
+  if not self.handshaken then
+    local status, message, code = drive(self, deadline, "do_handshake", true)
+    if status ~= "done" then return failure(self, message, code) end
+    self.handshaken = true
+  end
+  -- The last flight (a client's Finished) must reach the peer: once, and
+  -- not by this coroutine when another is flushing already (that one may be
+  -- pushing application data the peer will only take when we read). A
+  -- transport that no longer takes bytes does not undo the handshake: the
+  -- next write reports it, and reading goes on.
+  if not self.handshake_flushed and self.flushing == 0 then
+    local ok, message, code = flush(self, deadline)
+    if not ok and not self.write_error then return failure(self, message, code) end
+    self.handshake_flushed = true
+  end
+  return true
+end
+
 --- Sets the time each later call may take (seconds; nil: no limit).
 function Stream:settimeout(seconds)
   self.timeout = seconds
@@ -243,16 +275,7 @@ end
 function Stream:handshake()
   check_open(self)
   if self.dead then return dead_result(self) end
-  local deadline = op_deadline(self)
-  if not self.handshaken then
-    local status, message, code = drive(self, deadline, "do_handshake", true)
-    if status ~= "done" then return failure(self, message, code) end
-    self.handshaken = true
-  end
-  -- the last flight (a client's Finished) must reach the peer
-  local ok, message, code = flush(self, deadline)
-  if not ok then return failure(self, message, code) end
-  return true
+  return handshake(self, op_deadline(self))
 end
 
 --- Gives OpenSSL the write it holds half done (if any), until it has taken
@@ -290,7 +313,8 @@ function Stream:send(data, i, j)
   i, j = span(data, i, j)
   if self.dead then return nil, self.dead[1], self.dead[2], i - 1 end
   local deadline = op_deadline(self)
-  local ok, message, code = finish_write(self, deadline)
+  local ok, message, code = handshake(self, deadline)
+  if ok then ok, message, code = finish_write(self, deadline) end
   if not ok then return nil, message, code, i - 1 end
   local pos = i
   while pos <= j do
@@ -311,6 +335,10 @@ end
 local function read_core(self, deadline, max)
   if self.peer_closed then return nil, "closed", "closed" end
   if self.dead then return dead_result(self) end
+  if not self.handshaken then
+    local ok, message, code = handshake(self, deadline)
+    if not ok then return nil, message, code end
+  end
   local data, message, code = drive(self, deadline, "read", false, max)
   if data then return data end
   if message == "closed" and code == nil then
@@ -453,7 +481,8 @@ function Stream:shutdown(wait_for_peer)
   check_open(self)
   if self.dead then return dead_result(self) end
   local deadline = op_deadline(self)
-  local ok, message, code = send_close_notify(self, deadline)
+  local ok, message, code = handshake(self, deadline)
+  if ok then ok, message, code = send_close_notify(self, deadline) end
   if not ok then
     -- A peer may close its socket right after its close_notify (RFC 8446
     -- 6.1): both sides said goodbye, ours just found no one listening.

@@ -98,16 +98,14 @@ function End:receive(max)
 end
 
 --- Waits until there is something to read (or the other end closed), or
--- room to write.
+-- room to write. Like select, it may return before that holds (another
+-- coroutine took the bytes first): the caller tries, and waits again.
 -- @return true, or nil, "timeout"
 function End:wait(what, deadline)
   local queue = what == "read" and self.incoming or self.outgoing
-  while true do
-    if what == "read" and (queue.size > 0 or queue.eof) then return true end
-    if what == "write" and (queue.size < queue.capacity or queue.eof) then return true end
-    local ok, err = scheduler.wait_event(queue, deadline)
-    if not ok then return nil, err end
-  end
+  if what == "read" and (queue.size > 0 or queue.eof) then return true end
+  if what == "write" and (queue.size < queue.capacity or queue.eof) then return true end
+  return scheduler.wait_event(queue, deadline)
 end
 
 --- Closes this end: the other end reads what was sent, then "closed"; its
