@@ -1,0 +1,162 @@
+-- The select-based scheduler the examples and the tests run on.
+
+local socket = require "socket"
+local scheduler = require "lunatls.scheduler"
+
+local gettime = socket.gettime
+
+--- A connected pair of LuaSocket TCP sockets.
+local function socket_pair()
+  local listener = assert(socket.bind("127.0.0.1", 0))
+  local _, port = listener:getsockname()
+  local a = assert(socket.connect("127.0.0.1", port))
+  local b = assert(listener:accept())
+  listener:close()
+  return a, b
+end
+
+describe("scheduler", function()
+  it("runs every task to the end, with its arguments", function()
+    local sched = scheduler.new()
+    local got = {}
+    for i = 1, 5 do
+      sched:spawn(function(n, word) got[n] = word end, i, "task" .. i)
+    end
+    assert.equal(5, sched:count())
+    assert.is_true(sched:run())
+    assert.equal(0, sched:count())
+    assert.same({ "task1", "task2", "task3", "task4", "task5" }, got)
+  end)
+
+  it("knows which scheduler runs the current coroutine", function()
+    local sched = scheduler.new()
+    local inside
+    sched:spawn(function() inside = scheduler.current() end)
+    sched:run()
+    assert.equal(sched, inside)
+    assert.is_nil(scheduler.current())
+  end)
+
+  it("takes a plain coroutine.yield as 'let the others run'", function()
+    local sched = scheduler.new()
+    local trace = {}
+    for _, name in ipairs { "a", "b" } do
+      sched:spawn(function()
+        for i = 1, 3 do
+          trace[#trace + 1] = name .. i
+          coroutine.yield()
+        end
+      end)
+    end
+    sched:run()
+    assert.same({ "a1", "b1", "a2", "b2", "a3", "b3" }, trace)
+  end)
+
+  it("sleeps without holding up the other tasks", function()
+    local sched = scheduler.new()
+    local order = {}
+    local started = gettime()
+    sched:spawn(function() sched:sleep(0.1) order[#order + 1] = "slow" end)
+    sched:spawn(function() scheduler.sleep(0.02) order[#order + 1] = "fast" end)
+    sched:run()
+    local elapsed = gettime() - started
+    assert.same({ "fast", "slow" }, order)
+    assert.is_true(elapsed >= 0.09 and elapsed < 0.5, "elapsed " .. elapsed)
+  end)
+
+  it("wakes a task when its socket is readable, and times it out otherwise", function()
+    local a, b = socket_pair()
+    finally(function() a:close() b:close() end)
+    local sched = scheduler.new()
+    local results = {}
+    sched:spawn(function()
+      results.timeout = { scheduler.wait_socket(b, "read", gettime() + 0.05) }
+      results.readable = { scheduler.wait_socket(b, "read", gettime() + 5) }
+      results.data = b:receive(5)
+    end)
+    sched:spawn(function()
+      sched:sleep(0.1)
+      a:send("hello")
+    end)
+    sched:run()
+    assert.same({ nil, "timeout" }, results.timeout)
+    assert.same({ true }, results.readable)
+    assert.equal("hello", results.data)
+  end)
+
+  it("wakes a task whose socket is closed under it (instead of hanging)", function()
+    local a, b = socket_pair()
+    finally(function() a:close() end)
+    local sched = scheduler.new()
+    local result
+    sched:spawn(function() result = { scheduler.wait_socket(b, "read") } end)
+    sched:spawn(function() b:close() end)
+    assert.is_true(sched:run(5))
+    assert.same({ true }, result)
+  end)
+
+  it("passes events between tasks, with deadlines", function()
+    local sched = scheduler.new()
+    local key, results = {}, {}
+    sched:spawn(function()
+      results.late = { scheduler.wait_event({}, gettime() + 0.02) }
+      results.first = { scheduler.wait_event(key) }
+    end)
+    sched:spawn(function()
+      sched:sleep(0.05)
+      scheduler.notify(key)
+      scheduler.notify(key) -- nobody waits any more: nothing happens
+    end)
+    sched:run()
+    assert.same({ nil, "timeout" }, results.late)
+    assert.same({ true }, results.first)
+  end)
+
+  it("run(timeout) gives up with nil, 'timeout', and a later run continues", function()
+    local sched = scheduler.new()
+    local done = false
+    sched:spawn(function() sched:sleep(0.2) done = true end)
+    assert.same({ nil, "timeout" }, { sched:run(0.05) })
+    assert.is_false(done)
+    assert.is_true(sched:run())
+    assert.is_true(done)
+  end)
+
+  it("raises a task's error with its traceback", function()
+    local sched = scheduler.new()
+    sched:spawn(function() error("boom in a task") end)
+    local ok, err = pcall(sched.run, sched)
+    assert.is_false(ok)
+    assert.matches("boom in a task", err)
+    assert.matches("stack traceback", err)
+  end)
+
+  it("raises an error object as it is", function()
+    local sched = scheduler.new()
+    local object = setmetatable({}, { __tostring = function() return "an object" end })
+    sched:spawn(function() error(object) end)
+    local ok, err = pcall(sched.run, sched)
+    assert.is_false(ok)
+    assert.equal(object, err)
+  end)
+
+  it("detects a deadlock: every task waits on an event no one can signal", function()
+    local sched = scheduler.new()
+    sched:spawn(function() scheduler.wait_event({}) end)
+    assert.has_error(function() sched:run() end,
+      "lunatls.scheduler: deadlock: every task waits on an event no one will signal")
+  end)
+
+  it("outside any task: wait_socket blocks in select, sleep blocks, wait_event raises", function()
+    local a, b = socket_pair()
+    finally(function() a:close() b:close() end)
+    assert.same({ nil, "timeout" }, { scheduler.wait_socket(b, "read", gettime() + 0.02) })
+    a:send("x")
+    assert.same({ true }, { scheduler.wait_socket(b, "read", gettime() + 5) })
+    assert.same({ true }, { scheduler.wait_socket(a, "write") })
+    local started = gettime()
+    scheduler.sleep(0.02)
+    assert.is_true(gettime() - started >= 0.015)
+    assert.has_error(function() scheduler.wait_event({}) end)
+  end)
+end)
