@@ -37,7 +37,8 @@ return function(core, fixtures)
     return { data = data, pos = 1, probe = probe, conns = {}, certs = {}, sessions = {},
              -- per connection: bytes written and not yet read by the peer, and
              -- whether the stream towards it may have been tampered with
-             expected = { "", "", "", "" }, tainted = {}, unsent = {} }
+             expected = { "", "", "", "" }, tainted = {}, unsent = {},
+             failure = {} } -- per connection: its first failure {message, code}
   end
 
   local function byte(r)
@@ -76,7 +77,7 @@ return function(core, fixtures)
     if b % 4 == 0 then opts.buffer_size = 1 + (b >> 2) * 256 end
     if r.conns[i] then r.conns[i]:close() end
     r.conns[i] = c:new_conn(opts)
-    r.expected[i], r.tainted[i], r.unsent[i] = "", false, nil
+    r.expected[i], r.tainted[i], r.unsent[i], r.failure[i] = "", false, nil, nil
     -- the old peer's stream now comes from a stranger
     if r.conns[peer_of(i)] then r.tainted[peer_of(i)] = true end
   end
@@ -104,11 +105,28 @@ return function(core, fixtures)
     _ = b
   end
 
+  --- A failed connection keeps giving its first failure (OpenSSL forbids
+  -- further I/O after one; spec/04-io_spec.lua): the same message and code
+  -- from every later I/O call. `recorded`: an I/O failure that counts as one
+  -- (not key_update's "not possible now").
+  local function failed(r, i, message, code, recorded)
+    if not code or code == "closed" then return end
+    local first = r.failure[i]
+    if first then
+      if first[1] ~= message or first[2] ~= code then
+        check.fail("connection failed with %q (%s), then said %q (%s)", first[1], first[2], message, code)
+      end
+    elseif recorded then
+      r.failure[i] = { message, code }
+    end
+  end
+
   local function do_read(r, i, conn)
     local max = byte(r) % 3 == 0 and 1 + byte(r) or nil
     local n, data, status, code = check.pack(conn:read(max))
     data, status, code = check.read_result(data, status, code, n, max or 16384)
     if r.probe then r.probe(conn, code and status) end
+    failed(r, i, status, code, true)
     if data then
       -- never lose, reorder or invent data: it is what the peer wrote, in order
       if not r.tainted[i] then
@@ -126,6 +144,7 @@ return function(core, fixtures)
     if byte(r) % 8 == 0 then data = data .. string.rep("x", 20000) end
     local n, taken, status, code = check.pack(conn:write(data))
     taken = check.write_result(taken, status, code, n, #data)
+    failed(r, i, status, code, true)
     if taken then
       local peer = peer_of(i)
       r.expected[peer] = r.expected[peer] .. data:sub(1, taken)
@@ -173,6 +192,7 @@ return function(core, fixtures)
     if not ok then return check.raised(n) end
     status = check.first_status("do_handshake", status, message, code, n)
     if r.probe then r.probe(conn, message) end
+    failed(r, i, message, code, true)
   end
   ops[2] = function(r, i, conn)
     local ok, err = pcall(do_read, r, i, conn)
@@ -192,6 +212,7 @@ return function(core, fixtures)
     local ok, n, status, message, code = pcall(function() return check.pack(conn:shutdown()) end)
     if not ok then return check.raised(n) end
     check.first_status("shutdown", status, message, code, n)
+    failed(r, i, message, code, true)
   end
   ops[5] = function(r, i, conn) conn:close(); r.conns[i] = byte(r) % 2 == 0 and conn or nil end
   ops[6] = function(r, i) pump(r, i, nil, false); pump(r, peer_of(i), nil, false) end
@@ -214,7 +235,10 @@ return function(core, fixtures)
   end
   ops[12] = function(r, i, conn)
     local ok, res, message, code = guarded(conn.key_update, conn, byte(r) % 2 == 0)
-    if ok and not res then check.first_status("key_update", nil, message, code, 3) end
+    if ok and not res then
+      check.first_status("key_update", nil, message, code, 3)
+      failed(r, i, message, code, false)
+    end
   end
   ops[13] = function(r, i, conn) accessors(r, i, conn) end
   ops[14] = function(r) collectgarbage("collect") end

@@ -87,4 +87,31 @@ describe("fuzz regressions", function()
       assert.is_truthy(core.import_session(session:export()))
     end
   end)
+
+  -- api target: once a read had failed (the network end was closed), a write
+  -- said "write: bad length" (OpenSSL complaining about the alert it could
+  -- not send) and shutdown "shutdown while in init". OpenSSL forbids I/O
+  -- after such a failure: the Conn repeats its failure instead.
+  it("a failed connection repeats its failure on every later I/O call", function()
+    local server_ctx = assert(core.new_context { mode = "server", certificate = FIXTURES .. "server.pem",
+                                                 key = FIXTURES .. "server.key" })
+    local client = assert(core.new_context { mode = "client", verify = "none" }):new_conn()
+    local server = server_ctx:new_conn()
+    for _ = 1, 10 do
+      client:do_handshake()
+      server:bio():write(client:bio():read() or "")
+      server:do_handshake()
+      client:bio():write(server:bio():read() or "")
+    end
+    assert.equal("done", client:do_handshake())
+    client:bio():close() -- the transport is gone
+    local first = { client:read() }
+    assert.same({ nil, "read: unexpected eof: the network end of the BIO pair was closed", "eof" }, first)
+    assert.same(first, { client:write("x") })
+    assert.same(first, { client:write("") })
+    assert.same(first, { client:read() })
+    assert.same(first, { client:do_handshake() })
+    assert.same(first, { client:shutdown() })
+    assert.same(first, { client:key_update() })
+  end)
 end)

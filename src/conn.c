@@ -44,8 +44,14 @@ static lunatls_Conn *enter_call(lua_State *L, lunatls_Conn *c) {
     return c;
 }
 
-static lunatls_Conn *begin_call(lua_State *L) {
-    return enter_call(L, (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN));
+/* The method's self; NULL when the Conn has failed before: after
+ * SSL_ERROR_SSL or SSL_ERROR_SYSCALL OpenSSL forbids further I/O on the SSL
+ * (SSL_get_error(3)), and what it does anyway misleads ("bad length" for an
+ * alert it could not send, "shutdown while in init"). The caller repeats the
+ * first failure instead (lunatls_repeat_failure). */
+static lunatls_Conn *self_unless_failed(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
+    return c->failed ? NULL : c;
 }
 
 /* Ends the call; re-raises an error a Lua callback raised during it. */
@@ -368,8 +374,11 @@ int lunatls_conn_new(lua_State *L) {
 /* ---- I/O ---- */
 
 static int conn_do_handshake(lua_State *L) {
-    lunatls_Conn *c = begin_call(L);
-    int ret = SSL_do_handshake(c->ssl);
+    lunatls_Conn *c = self_unless_failed(L);
+    int ret;
+    if (c == NULL) return lunatls_repeat_failure(L);
+    enter_call(L, c);
+    ret = SSL_do_handshake(c->ssl);
     end_call(L, c);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
@@ -438,6 +447,7 @@ static int conn_read(lua_State *L) {
     c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* first: conn.read(42) names the Conn */
     max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
+    if (c->failed) return lunatls_repeat_failure(L);
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
@@ -469,6 +479,7 @@ static int conn_write(lua_State *L) {
     int ret = 1;
     c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* self first, then the data */
     data = luaL_checklstring(L, 2, &len);
+    if (c->failed) return lunatls_repeat_failure(L);
     enter_call(L, c);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
         end_call(L, c);
@@ -487,8 +498,11 @@ static int conn_write(lua_State *L) {
 /* conn:shutdown() -> "done" (both close_notify crossed), "want_read" (ours
  * sent, the peer's not yet here), "want_write", or nil, message, code */
 static int conn_shutdown(lua_State *L) {
-    lunatls_Conn *c = begin_call(L);
-    int ret = SSL_shutdown(c->ssl);
+    lunatls_Conn *c = self_unless_failed(L);
+    int ret;
+    if (c == NULL) return lunatls_repeat_failure(L);
+    enter_call(L, c);
+    ret = SSL_shutdown(c->ssl);
     end_call(L, c);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
@@ -516,9 +530,12 @@ static int conn_set_accept_state(lua_State *L) {
 }
 
 static int conn_key_update(lua_State *L) {
-    lunatls_Conn *c = begin_call(L);
-    int ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
-                                                         : SSL_KEY_UPDATE_NOT_REQUESTED);
+    lunatls_Conn *c = self_unless_failed(L);
+    int ret;
+    if (c == NULL) return lunatls_repeat_failure(L);
+    enter_call(L, c);
+    ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
+                                                     : SSL_KEY_UPDATE_NOT_REQUESTED);
     end_call(L, c);
     if (ret != 1) {
         const char *reason = lunatls_last_reason();

@@ -142,7 +142,8 @@ static int keep_failure(lua_State *L, lunatls_Conn *c, int n) {
     return n;
 }
 
-static int repeat_failure(lua_State *L) {
+/* nil, message, code of the Conn's first failure (at stack index 1). */
+int lunatls_repeat_failure(lua_State *L) {
     luaL_pushfail(L);
     lua_getiuservalue(L, 1, CONN_UV_FAILURE);
     lua_rawgeti(L, -1, 1);
@@ -169,7 +170,7 @@ int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
         return lunatls_fail(L, lua_tostring(L, -1), "closed");
     case SSL_ERROR_SYSCALL:
-        if (c->failed && is_silent_failure(c, saved_errno)) return repeat_failure(L);
+        if (c->failed && is_silent_failure(c, saved_errno)) return lunatls_repeat_failure(L);
         return keep_failure(L, c, syscall_error(L, c, op, saved_errno));
     default: /* SSL_ERROR_SSL, and the WANT_* of callbacks we never install */
         return keep_failure(L, c, ssl_error(L, c, op));

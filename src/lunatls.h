@@ -80,6 +80,7 @@ enum {
 typedef enum { STATUS_FIRST, STATUS_SECOND } lunatls_StatusStyle;
 
 /* errors.c */
+int lunatls_repeat_failure(lua_State *L);
 int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
                        lunatls_StatusStyle style);
 int lunatls_config_error(lua_State *L, const char *what, const char *detail);
