@@ -103,6 +103,8 @@ bench-smoke: all bench-harness
 # through spec/34-fuzz-smoke_spec.lua). `--ignore-lua` stops busted from
 # re-executing itself (.busted names lua5.4), which would escape valgrind.
 ROBUST_PACKAGES = valgrind clang libclang-rt-14-dev
+# make test itself runs the fuzz smoke (clang, libFuzzer) and make oom (gcc's ASan)
+PACKAGES       += clang libclang-rt-14-dev
 SAN_CC        ?= gcc
 SAN_BUILD      = $(BUILD)/asan
 SAN_MODULE     = $(SAN_BUILD)/lunatls/core.so
@@ -123,7 +125,10 @@ FUZZ_CFLAGS    = $(WARNINGS) -g -O1 -fsanitize=fuzzer,address,undefined \
                  -fno-sanitize-recover=all -I$(LUA_INC) \
                  -DFUZZ_DIR='"$(CURDIR)/fuzz"' -DFIXTURES_DIR='"$(CURDIR)/spec/fixtures/"'
 
-.PHONY: robust robust-deps asan valgrind gcstress fuzz fuzz-build fuzz-smoke
+LUA_LIB       ?= -llua5.4
+OOM_BIN        = $(BUILD)/oom
+
+.PHONY: robust robust-deps asan valgrind gcstress fuzz fuzz-build fuzz-smoke oom
 
 robust-deps:
 	@$(MAKE) --no-print-directory deps PACKAGES="$(ROBUST_PACKAGES)"
@@ -151,10 +156,22 @@ gcstress: deps all
 
 robust: asan valgrind gcstress
 
+# `make oom`: every allocation of every call that can reach OpenSSL, failed
+# in turn (fuzz/oom.c), under ASan and LeakSanitizer: the module must raise
+# "not enough memory", leak nothing and stay usable. make test runs it
+# (spec/34-fuzz-smoke_spec.lua).
+$(OOM_BIN): fuzz/oom.c $(SOURCES) $(HEADERS) Makefile
+	@mkdir -p $(dir $@)
+	$(SAN_CC) $(WARNINGS) $(SAN_FLAGS) -I$(LUA_INC) -DFUZZ_DIR='"$(CURDIR)/fuzz"' \
+	  -o $@ fuzz/oom.c $(SOURCES) $(LUA_LIB) $(LIBS)
+
+oom: $(OOM_BIN)
+	$(SAN_ENV) $(OOM_BIN)
+
 $(FUZZ_BUILD)/%: fuzz/harness.c $(SOURCES) $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -DFUZZ_TARGET='"$*"' -o $@ fuzz/harness.c $(SOURCES) \
-	  -llua5.4 $(LIBS)
+	  $(LUA_LIB) $(LIBS)
 
 fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 
