@@ -133,7 +133,10 @@ static void end_open(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session) 
     }
 }
 
+/* conn:close() (and the collector freeing the network end, which lunatls
+ * empties at close). */
 static void end_close(End *e) {
+    SSL_set_shutdown(e->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(e->ssl); /* frees the inner end of the pair */
     BIO_free(e->net);
     e->ssl = NULL;

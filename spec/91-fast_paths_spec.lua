@@ -135,6 +135,33 @@ describe("conn:write()", function()
   end)
 end)
 
+describe("conn:close()", function()
+  it("leaves the network end of its own pair answering closed (its buffer is released)", function()
+    local conn = client_ctx:new_conn { server_name = "localhost" }
+    assert.equal("want_read", conn:do_handshake())
+    local net = conn:bio()
+    assert.is_true(net:pending() > 0)
+    conn:close()
+    assert.same({ nil, "closed" }, { net:read() })
+    assert.same({ nil, "closed" }, { net:write("x") })
+    assert.equal(0, net:pending())
+    assert.equal(0, net:write_guarantee())
+    net:close()
+    assert.has_error(function() net:read() end, "attempt to use a closed lunatls.BIO")
+  end)
+
+  it("leaves a pair the application made alone", function()
+    local inner, outer = tls.new_bio_pair()
+    local conn = client_ctx:new_conn { server_name = "localhost", bio = inner }
+    assert.equal("want_read", conn:do_handshake())
+    local hello = outer:read()
+    assert.is_true(#hello > 0)
+    conn:close()
+    assert.equal(5, outer:write("hello"))
+    assert.equal("hello", inner:read())
+  end)
+end)
+
 describe("methods", function()
   it("reject the wrong self with the usual message", function()
     local conn = client_ctx:new_conn { server_name = "localhost" }

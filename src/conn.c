@@ -700,6 +700,18 @@ static int conn_bio(lua_State *L) {
     return 1;
 }
 
+/* Once SSL_free has freed our end of the connection's own BIO pair, the
+ * network end only ever says "closed", but it keeps its 17 KiB buffer until
+ * the collector frees it: release that now (allowed on an end that is no
+ * longer paired), so that a busy server reuses warm memory. */
+static void release_network_end(lua_State *L) {
+    lunatls_BIO *net;
+    lua_getiuservalue(L, 1, CONN_UV_NETBIO);
+    net = (lunatls_BIO *)lua_touserdata(L, -1);
+    if (net != NULL && net->bio != NULL) BIO_set_write_buf_size(net->bio, 1);
+    lua_pop(L, 1);
+}
+
 /* close(), __gc and __close: frees everything, never does network I/O. */
 static int conn_close(lua_State *L) {
     lunatls_Conn *c = (lunatls_Conn *)luaL_checkudata(L, 1, LUNATLS_CONN);
@@ -713,6 +725,7 @@ static int conn_close(lua_State *L) {
         SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(c->ssl);
         c->ssl = NULL;
+        release_network_end(L);
     }
     return 0;
 }
