@@ -4,7 +4,8 @@
  * (17 KiB each way), exactly as `ctx:new_conn{}` builds them; the program
  * moves bytes between the two network ends the way an application must
  * (read them out of one end into its own memory, write them into the other)
- * after every TLS call. Each step makes the OpenSSL calls lunatls's C code makes
+ * after every TLS call (a bulk stream: whenever the writer's pair is full,
+ * want_write). Each step makes the OpenSSL calls lunatls's C code makes
  * for the matching Lua call (src/conn.c, src/bio.c), in the same order: what
  * is left between the two is the cost of the binding (argument checks, Lua
  * strings, the interpreter running the application, the garbage collector).

@@ -239,6 +239,12 @@ local function med(impl, key)
   return samples[impl] and samples[impl][key] and median(samples[impl][key])
 end
 
+--- The highest rate of all rounds.
+local function best(impl, key)
+  local xs = samples[impl] and samples[impl][key]
+  return xs and #xs > 0 and math.max(table.unpack(xs)) or nil
+end
+
 --- The median of the per-round ratios a/b: runs next to each other share
 -- whatever load the machine had then, so their ratio is steadier than the
 -- ratio of the two medians.
@@ -280,15 +286,18 @@ local function print_tables(memory_n, irs)
   print()
   if nrounds == 0 then goto callgrind end
   print("BIO pairs in one process, the same OpenSSL calls: C harness vs lunatls")
-  print("(lunatls/C: median of the per-round ratios; in brackets, the ratio of the medians)")
-  print(string.format("%-10s %14s %14s %10s %9s  %s", "workload", "C", "lunatls", "lunatls/C", "", "target"))
+  print("(lunatls/C: median of the per-round ratios; then the ratio of the medians, and of")
+  print("the best runs, the least disturbed by other load)")
+  print(string.format("%-10s %14s %14s %10s %8s %8s  %s", "workload", "C", "lunatls", "lunatls/C",
+    "medians", "best", "target"))
   for _, w in ipairs(WORKLOADS) do
     if selected(w.name) then
       local c, l = med("c", w.name), med("lunatls", w.name)
       local r, rm = paired("lunatls", "c", w.name), ratio(l, c)
-      print(string.format("%-10s %14s %14s %10s %9s  %s", w.name, fmt(c, w.unit), fmt(l, w.unit),
-        r and string.format("%.3f", r) or "n/a", rm and string.format("(%.3f)", rm) or "",
-        verdict(r, w.target)))
+      local rb = ratio(best("lunatls", w.name), best("c", w.name))
+      local function f(x) return x and string.format("%.3f", x) or "n/a" end
+      print(string.format("%-10s %14s %14s %10s %8s %8s  %s", w.name, fmt(c, w.unit), fmt(l, w.unit),
+        f(r), f(rm), f(rb), verdict(r, w.target)))
     end
   end
   if memory_n then
@@ -296,8 +305,8 @@ local function print_tables(memory_n, irs)
     print(string.format("memory per idle established connection (%d open, RSS growth / connections)", memory_n))
     local c, l = med("c", "memory_rss"), med("lunatls", "memory_rss")
     local r = ratio(l, c)
-    print(string.format("%-10s %14s %14s %10s %9s  %s", "per conn", fmt(c, "B"), fmt(l, "B"),
-      r and string.format("%.3f", r) or "n/a", "", verdict(r, 1.2, true)))
+    print(string.format("%-10s %14s %14s %10s %8s %8s  %s", "per conn", fmt(c, "B"), fmt(l, "B"),
+      r and string.format("%.3f", r) or "n/a", "", "", verdict(r, 1.2, true)))
     print(string.format("  (C heap in use per conn: %s; of lunatls's, Lua objects: %s)",
       fmt(med("c", "memory_heap"), "B"), fmt(med("lunatls", "memory_lua"), "B")))
   end
