@@ -160,6 +160,52 @@ describe("stream over a memory pipe", function()
     assert.is_true(back == data)
   end)
 
+  it("works over a transport whose send and receive yield (as copas's do), full duplex", function()
+    -- each send and receive lets the other coroutines run before it acts:
+    -- the stream must never run two sends (or two receives) at once
+    local function yielding(inner)
+      return {
+        send = function(_, data) coroutine.yield() return inner:send(data) end,
+        receive = function(_, max) coroutine.yield() return inner:receive(max) end,
+        wait = function(_, what, deadline) return inner:wait(what, deadline) end,
+        close = function() inner:close() end,
+      }
+    end
+    local a, b = memory.pipe { capacity = 3000 }
+    local client = tls.wrap(yielding(a), client_ctx, { server_name = "localhost", timeout = 10 })
+    local server = tls.wrap(yielding(b), server_ctx, { timeout = 10 })
+    local data, back = noise(300000, 6), nil
+    run(function(sched)
+      sched:spawn(function() assert.equal(#data, client:send(data)) end)
+      back = client:receive(#data)
+    end, function()
+      local echoed = 0
+      while echoed < #data do
+        local chunk = assert(server:receive_some())
+        assert(server:send(chunk))
+        echoed = echoed + #chunk
+      end
+    end)
+    assert.is_true(back == data)
+  end)
+
+  it("coroutines sending at once take turns: every message arrives whole", function()
+    local client, server = pair { capacity = 5000 }
+    local messages, got = {}, nil
+    for k = 1, 6 do messages[k] = ("[%d:%s]"):format(k, ("x"):rep(30000 + k)) end
+    run(function(sched)
+      for k = 1, 6 do
+        sched:spawn(function() assert(client:send(messages[k])) end)
+      end
+    end, function()
+      got = server:receive(#table.concat(messages))
+    end)
+    -- in some order, but each one whole
+    local seen = {}
+    for k, body in got:gmatch("%[(%d):(x+)%]") do seen[tonumber(k)] = #body end
+    for k = 1, 6 do assert.equal(30000 + k, seen[k]) end
+  end)
+
   it("a send that times out with a record half written resumes exactly where it stopped", function()
     local client, server = pair({ capacity = 1000 }, { buffer_size = 512, timeout = 0.2 }, { buffer_size = 512 })
     local data = noise(300000, 5)

@@ -261,6 +261,12 @@ function M.notify(key)
   end
 end
 
+--- Lets the other tasks run once, then returns (in a scheduler's task);
+-- elsewhere does nothing.
+function M.pause()
+  if M.current() then coroutine_yield() end
+end
+
 --- Sleeps `seconds`: in a scheduler's task lets the others run; elsewhere
 -- blocks.
 function M.sleep(seconds)

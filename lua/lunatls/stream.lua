@@ -75,8 +75,9 @@ local function write_failure(self)
 end
 
 --- Moves what the connection wrote to its network end into `self.out`, then
--- as much of `self.out` as the transport takes now. Never waits.
-local function push(self)
+-- as much of `self.out` as the transport takes now. Never waits (unless the
+-- transport itself yields until the deadline, see docs/transports.md).
+local function push(self, deadline)
   local net = self.net
   if not net then return true end
   local data = net:read()
@@ -85,7 +86,13 @@ local function push(self)
     self.out = self.out == "" and data or self.out .. data
   end
   if self.out == "" then return true end
-  local n, message, code = self.transport:send(self.out)
+  -- A transport whose send yields (copas) may be inside a send for another
+  -- coroutine: that one sends these bytes too, after its own. Two sends at
+  -- once would send the same bytes twice.
+  if self.sending then return true end
+  self.sending = true
+  local n, message, code = self.transport:send(self.out, deadline)
+  self.sending = false
   if not n then
     self.write_error, self.out = { message, code or "eof" }, ""
     return write_failure(self)
@@ -99,7 +106,7 @@ end
 local function flush(self, deadline)
   if not self.net then return true end
   while true do
-    local ok, message, code = push(self)
+    local ok, message, code = push(self, deadline)
     if not ok then return nil, message, code end
     if self.out == "" and self.net:pending() == 0 then return true end
     if self.out ~= "" then
@@ -127,7 +134,15 @@ local function fill(self, deadline)
     -- the transport ended and the connection still wants bytes
     return die(self, "read: unexpected eof: the transport ended", "eof")
   end
-  local data, status, code = self.transport:receive(READ_MAX)
+  if self.receiving then
+    -- another coroutine is inside a receive that yields (copas): let it be
+    local ready = self.transport:wait("read", deadline)
+    if not ready then return nil, TIMEOUT, TIMEOUT end
+    return true
+  end
+  self.receiving = true
+  local data, status, code = self.transport:receive(READ_MAX, deadline)
+  self.receiving = false
   if data then
     local n = net:write(data)
     if n < #data then self.carry = data:sub(n + 1) end
@@ -146,6 +161,13 @@ end
 
 -- ---- the driver ----
 
+--- Is another coroutine pushing this stream's bytes out (sending, waiting to
+-- flush, or holding the writer's turn)? Then it will push ours too.
+local function others_flush(self)
+  local writer = self.writer
+  return self.flushing > 0 or self.sending or (writer ~= nil and writer ~= coroutine.running())
+end
+
 --- Waits as the connection asked (`want`: "want_read" or "want_write").
 local function await(self, want, deadline)
   if not self.net then -- fd mode: OpenSSL does the I/O, we only wait
@@ -156,9 +178,10 @@ local function await(self, want, deadline)
   end
   if want == "want_write" then return flush(self, deadline) end
   -- Before waiting for the peer, make sure it has what we wrote: it may be
-  -- waiting for that. When another coroutine is already waiting to flush
-  -- (full duplex), it will; this one reads meanwhile.
-  if self.flushing == 0 and self.out ~= "" then
+  -- waiting for that. When another coroutine is sending or waiting to flush
+  -- (full duplex), it will push it all; this one reads meanwhile (waiting
+  -- to write here could deadlock with a peer that waits for us to read).
+  if self.out ~= "" and not others_flush(self) then
     local ok, message, code = flush(self, deadline)
     if not ok then return nil, message, code end
   end
@@ -174,7 +197,7 @@ local function drive(self, deadline, method, status_first, arg)
   local conn = self.conn
   while true do
     local a, b, c = conn[method](conn, arg)
-    local pushed, message, code = push(self)
+    local pushed, message, code = push(self, deadline)
     local want
     if status_first then want = a elseif a == nil then want = b end
     if want ~= "want_read" and want ~= "want_write" then
@@ -250,7 +273,7 @@ local function handshake(self, deadline)
   -- pushing application data the peer will only take when we read). A
   -- transport that no longer takes bytes does not undo the handshake: the
   -- next write reports it, and reading goes on.
-  if not self.handshake_flushed and self.flushing == 0 then
+  if not self.handshake_flushed and not others_flush(self) then
     local ok, message, code = flush(self, deadline)
     if not ok and not self.write_error then return failure(self, message, code) end
     self.handshake_flushed = true
@@ -294,6 +317,23 @@ local function finish_write(self, deadline)
   return true
 end
 
+--- Runs `fn(self, deadline, ...)` as the stream's only writer: a coroutine
+-- that finds another one writing waits for its turn, so that each send goes
+-- out whole and OpenSSL's pending write (`self.retry`) belongs to one call.
+local function as_writer(self, deadline, fn, ...)
+  local me = coroutine.running()
+  while self.writer and self.writer ~= me do
+    local ready = self.transport:wait("write", deadline) -- lets the writer run
+    if not ready then return nil, TIMEOUT, TIMEOUT end
+    if self.closed then return nil, "closed", "closed" end
+  end
+  local outer = self.writer
+  self.writer = me
+  local results = table.pack(fn(self, deadline, ...))
+  self.writer = outer
+  return table.unpack(results, 1, results.n)
+end
+
 --- Normalises LuaSocket's `i, j` (string.sub style) for `data`.
 local function span(data, i, j)
   local len = #data
@@ -303,16 +343,8 @@ local function span(data, i, j)
   return i, j
 end
 
---- Sends all of `data` (or `data:sub(i, j)`), as LuaSocket's `send`.
--- @return the index of the last byte sent (`j`, by default `#data`), or
--- `nil, message, code, last` where `last` is the index of the last byte
--- the stream took. After a timeout, bytes up to `last` will still go out
--- (before anything sent later): resend from `last + 1`.
-function Stream:send(data, i, j)
-  check_open(self)
-  i, j = span(data, i, j)
-  if self.dead then return nil, self.dead[1], self.dead[2], i - 1 end
-  local deadline = op_deadline(self)
+--- The body of `send`, run as the stream's writer.
+local function send_span(self, deadline, data, i, j)
   local ok, message, code = handshake(self, deadline)
   if ok then ok, message, code = finish_write(self, deadline) end
   if not ok then return nil, message, code, i - 1 end
@@ -328,6 +360,21 @@ function Stream:send(data, i, j)
     if not ok then return nil, message, code, pos - 1 end
   end
   return j
+end
+
+--- Sends all of `data` (or `data:sub(i, j)`), as LuaSocket's `send`.
+-- @return the index of the last byte sent (`j`, by default `#data`), or
+-- `nil, message, code, last` where `last` is the index of the last byte
+-- the stream took. After a timeout, bytes up to `last` will still go out
+-- (before anything sent later): resend from `last + 1`.
+-- Coroutines sending at once take turns: each send goes out whole.
+function Stream:send(data, i, j)
+  check_open(self)
+  i, j = span(data, i, j)
+  if self.dead then return nil, self.dead[1], self.dead[2], i - 1 end
+  local last, message, code, sent = as_writer(self, op_deadline(self), send_span, data, i, j)
+  if last == nil and sent == nil then sent = i - 1 end
+  return last, message, code, sent
 end
 
 --- Reads what the connection has (at most `max` bytes), waiting for some.
@@ -459,7 +506,7 @@ local function send_close_notify(self, deadline)
   while not self.sent_close do
     local status
     status, message, code = self.conn:shutdown()
-    push(self)
+    push(self, deadline)
     if status == "done" or status == "want_read" then
       self.sent_close = true
     elseif status == "want_write" then
@@ -482,7 +529,7 @@ function Stream:shutdown(wait_for_peer)
   if self.dead then return dead_result(self) end
   local deadline = op_deadline(self)
   local ok, message, code = handshake(self, deadline)
-  if ok then ok, message, code = send_close_notify(self, deadline) end
+  if ok then ok, message, code = as_writer(self, deadline, send_close_notify) end
   if not ok then
     -- A peer may close its socket right after its close_notify (RFC 8446
     -- 6.1): both sides said goodbye, ours just found no one listening.
@@ -515,7 +562,7 @@ function Stream:close()
     local deadline = gettime() + self.close_timeout
     local own = op_deadline(self)
     if own and own < deadline then deadline = own end
-    send_close_notify(self, deadline)
+    as_writer(self, deadline, send_close_notify)
   end
   self.closed = true
   self.conn:close()

@@ -99,12 +99,17 @@ end
 
 --- Waits until there is something to read (or the other end closed), or
 -- room to write. Like select, it may return before that holds (another
--- coroutine took the bytes first): the caller tries, and waits again.
+-- coroutine took the bytes first): the caller tries, and waits again. It
+-- always lets the other tasks run first, as a wait on a socket does: the
+-- stream may be waiting for another coroutine to finish with the transport.
 -- @return true, or nil, "timeout"
 function End:wait(what, deadline)
   local queue = what == "read" and self.incoming or self.outgoing
-  if what == "read" and (queue.size > 0 or queue.eof) then return true end
-  if what == "write" and (queue.size < queue.capacity or queue.eof) then return true end
+  if (what == "read" and (queue.size > 0 or queue.eof))
+      or (what == "write" and (queue.size < queue.capacity or queue.eof)) then
+    scheduler.pause()
+    return true
+  end
   return scheduler.wait_event(queue, deadline)
 end
 
