@@ -304,6 +304,16 @@ describe("stream over a memory pipe", function()
       "wrap: unknown option 'timout'")
   end)
 
+  it("close() never raises, even where close_notify cannot go out", function()
+    local client, server, client_end = pair { capacity = 4096 }
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    client_end:send(("x"):rep(4096))
+    assert.equal(0, client_end:send("x")) -- the pipe is full
+    -- outside any coroutine: waiting on the pipe would raise, close() must not
+    assert.is_true(client:close())
+    assert.has_error(function() client:handshake() end, "attempt to use a closed lunatls.Stream")
+  end)
+
   it("close() sends close_notify: the peer reads 'closed', not 'eof'", function()
     local client, server = pair()
     local result

@@ -10,8 +10,9 @@
 -- `nil, message, code[, partial]` with `code` one of the core's codes
 -- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`) or
 -- `"timeout"` (then the message is `"timeout"` too, and the stream stays
--- usable). Any other failure leaves the stream dead: every later call returns
--- the same failure.
+-- usable). The peer's close_notify ends reading only; a transport that stops
+-- taking bytes ends writing only. Any other failure leaves the stream dead:
+-- every later call returns the same failure.
 -- @module lunatls.stream
 
 local socket = require "socket"
@@ -562,7 +563,9 @@ function Stream:close()
     local deadline = gettime() + self.close_timeout
     local own = op_deadline(self)
     if own and own < deadline then deadline = own end
-    as_writer(self, deadline, send_close_notify)
+    -- best effort, and never an error: a memory pipe waited on outside any
+    -- coroutine raises, for one
+    pcall(as_writer, self, deadline, send_close_notify)
   end
   self.closed = true
   self.conn:close()
