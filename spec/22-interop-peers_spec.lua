@@ -265,4 +265,22 @@ describe("lunatls server against", function()
       end)
     end
   end
+  it("gnutls-serv listens on loopback only (spec/helpers/loopback_bind.c)", function()
+    local handle, port = peers.gnutls_server { version = "tls1.3" }
+    finally(function() handle:kill() end)
+    local loopback = { ["0100007F"] = true, ["00000000000000000000000001000000"] = true }
+    local seen = {}
+    for _, table_path in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+      for line in io.lines(table_path) do
+        local address, local_port, state = line:match("^%s*%d+: (%x+):(%x+) %x+:%x+ (%x+)")
+        if local_port and tonumber(local_port, 16) == port and state == "0A" then
+          seen[#seen + 1] = address
+        end
+      end
+    end
+    assert.is_true(#seen > 0, "gnutls-serv is not listening")
+    for _, address in ipairs(seen) do
+      assert.is_true(loopback[address] ~= nil, "listening on " .. address)
+    end
+  end)
 end)

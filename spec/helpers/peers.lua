@@ -7,8 +7,9 @@
 --     local server, port = peers.openssl_server { version = "tls1.3", alpn = "http/1.1" }
 --     finally(function() server:kill() end)
 --
--- gnutls-serv has no option to choose its address: it listens on the
--- wildcard (and so is reachable at 127.0.0.1) on a free ephemeral port.
+-- gnutls-serv has no option to choose its address: it runs with
+-- build/loopback_bind.so preloaded (spec/helpers/loopback_bind.c, built by
+-- `make test`), which turns its wildcard bind() into 127.0.0.1 / ::1.
 -- @module helpers.peers
 
 local process = require "helpers.process"
@@ -17,6 +18,7 @@ local M = {}
 
 local FIXTURES = "spec/fixtures/"
 M.FIXTURES = FIXTURES
+M.LOOPBACK_SHIM = (os.getenv("BUILD") or "build") .. "/loopback_bind.so"
 
 local function quote(text)
   return "'" .. text:gsub("'", [['\'']]) .. "'"
@@ -68,7 +70,7 @@ end
 -- @return handle, port
 function M.gnutls_server(opts)
   return start_server(function(port)
-    local args = { "gnutls-serv --echo --port", tostring(port),
+    local args = { "env LD_PRELOAD=" .. M.LOOPBACK_SHIM, "gnutls-serv --echo --port", tostring(port),
                    ("--x509certfile %sserver.pem --x509keyfile %sserver.key"):format(FIXTURES, FIXTURES),
                    "--priority " .. GNUTLS_VERSION[opts.version] }
     if opts.alpn then args[#args + 1] = "--alpn " .. opts.alpn .. " --alpn-fatal" end
