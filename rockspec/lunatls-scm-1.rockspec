@@ -33,5 +33,10 @@ build = {
       libdirs = { "$(OPENSSL_LIBDIR)" },
     },
     ["lunatls"] = "lua/lunatls/init.lua",
+    ["lunatls.stream"] = "lua/lunatls/stream.lua",
+    ["lunatls.scheduler"] = "lua/lunatls/scheduler.lua",
+    ["lunatls.transport.socket"] = "lua/lunatls/transport/socket.lua",
+    ["lunatls.transport.memory"] = "lua/lunatls/transport/memory.lua",
+    ["lunatls.transport.fd"] = "lua/lunatls/transport/fd.lua",
   },
 }
