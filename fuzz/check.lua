@@ -28,7 +28,8 @@ local function check_message(op, message)
   if named ~= op and not (IO_OPS[op] and IO_OPS[named]) then
     fail("%s: message %q lacks the operation", op, message)
   end
-  if message:find("(null)", 1, true) or message:find("unknown TLS error", 1, true) then
+  if message:find("(null)", 1, true) or message:find("unknown TLS error", 1, true)
+     or message:find("no reason given", 1, true) then
     fail("%s: unhelpful message %q", op, message)
   end
 end

@@ -114,4 +114,15 @@ describe("fuzz regressions", function()
     assert.same(first, { client:shutdown() })
     assert.same(first, { client:key_update() })
   end)
+
+  -- server target: an alert whose number OpenSSL does not know (63) gave
+  -- "do_handshake: unknown TLS error" (OpenSSL has no text for it).
+  it("an unknown alert number is named in the message", function()
+    local conn = assert(core.new_context { mode = "client", verify = "none" }):new_conn()
+    assert.equal("want_read", conn:do_handshake())
+    assert(conn:bio():read())
+    conn:bio():write("\21\3\3\0\2\2\63") -- a fatal alert record, description 63
+    assert.same({ nil, "do_handshake: the peer sent TLS alert 63, which OpenSSL does not know", "protocol" },
+                { conn:do_handshake() })
+  end)
 end)

@@ -96,9 +96,29 @@ static int is_closed_bio_pair(unsigned long e) {
     return e != 0 && ERR_GET_LIB(e) == ERR_LIB_BIO && ERR_GET_REASON(e) == BIO_R_UNINITIALIZED;
 }
 
+/* "<op>: <reason>" for e. OpenSSL has no text for an alert number it does
+ * not know (a peer may send any of 256): say what it was rather than
+ * "(null)"; anything else without text gets OpenSSL's error code. */
+static void push_reason(lua_State *L, const char *op, unsigned long e) {
+    const char *reason = e != 0 ? ERR_reason_error_string(e) : NULL;
+    int r = ERR_GET_REASON(e);
+    char code[256];
+    if (reason != NULL) {
+        lua_pushfstring(L, "%s: %s", op, reason);
+    } else if (e == 0) {
+        lua_pushfstring(L, "%s: TLS failure, no reason given by OpenSSL", op);
+    } else if (ERR_GET_LIB(e) == ERR_LIB_SSL && r >= SSL_AD_REASON_OFFSET &&
+               r <= SSL_AD_REASON_OFFSET + 255) {
+        lua_pushfstring(L, "%s: the peer sent TLS alert %d, which OpenSSL does not know", op,
+                        r - SSL_AD_REASON_OFFSET);
+    } else {
+        ERR_error_string_n(e, code, sizeof code);
+        lua_pushfstring(L, "%s: %s", op, code);
+    }
+}
+
 static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
     unsigned long e = ERR_peek_last_error();
-    const char *reason;
     if (is_closed_bio_pair(e)) {
         lua_pushfstring(L, "%s: unexpected eof: the network end of the BIO pair was closed", op);
         return lunatls_fail(L, lua_tostring(L, -1), "eof");
@@ -111,8 +131,7 @@ static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
     if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED) ||
         is_reason(e, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE))
         return verify_failure(L, c, e, op);
-    reason = e != 0 ? ERR_reason_error_string(e) : NULL;
-    lua_pushfstring(L, "%s: %s", op, reason != NULL ? reason : "unknown TLS error");
+    push_reason(L, op, e);
     return lunatls_fail(L, lua_tostring(L, -1), "protocol");
 }
 
