@@ -110,6 +110,17 @@ function M.raised(err)
   fail("raised an undocumented error: %s", err)
 end
 
+--- Failures that only say a call came at the wrong moment (src/errors.c,
+-- is_usage_error): the connection goes on, they are not kept.
+local USAGE_REASONS = { "protocol is shutdown", "shutdown while in init", "bad write retry",
+                        "uninitialized", "handshake not done", "the handshake is not done" }
+function M.is_usage_error(message)
+  for _, reason in ipairs(USAGE_REASONS) do
+    if message:sub(-#reason - 2) == ": " .. reason then return true end
+  end
+  return false
+end
+
 --- Packs results with their count.
 function M.pack(...)
   return select("#", ...), ...

@@ -529,10 +529,17 @@ static int conn_set_accept_state(lua_State *L) {
     return 0;
 }
 
+static int handshake_done(lunatls_Conn *c) {
+    return SSL_is_init_finished(c->ssl);
+}
+
 static int conn_key_update(lua_State *L) {
     lunatls_Conn *c = self_unless_failed(L);
     int ret;
     if (c == NULL) return lunatls_repeat_failure(L);
+    /* before the handshake OpenSSL says "wrong ssl version": misleading */
+    if (!handshake_done(c))
+        return lunatls_fail(L, "key_update: the handshake is not done", "protocol");
     enter_call(L, c);
     ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
                                                      : SSL_KEY_UPDATE_NOT_REQUESTED);
@@ -548,9 +555,6 @@ static int conn_key_update(lua_State *L) {
 
 /* ---- accessors ---- */
 
-static int handshake_done(lunatls_Conn *c) {
-    return SSL_is_init_finished(c->ssl);
-}
 
 static int push_string_or_nil(lua_State *L, const char *s) {
     if (s == NULL) lua_pushnil(L);

@@ -175,6 +175,15 @@ static int is_silent_failure(lunatls_Conn *c, int saved_errno) {
     return ERR_peek_error() == 0 && !(c->fd_mode && saved_errno != 0);
 }
 
+/* Errors that say a call was made at the wrong moment (write after our
+ * close_notify, shutdown during the handshake, a write retried with fewer
+ * bytes) and leave the connection as it was: they are reported, not kept,
+ * so reading after our shutdown and finishing the shutdown still work. */
+static int is_usage_error(unsigned long e) {
+    return is_reason(e, SSL_R_PROTOCOL_IS_SHUTDOWN) || is_reason(e, SSL_R_SHUTDOWN_WHILE_IN_INIT) ||
+           is_reason(e, SSL_R_BAD_WRITE_RETRY) || is_reason(e, SSL_R_UNINITIALIZED);
+}
+
 /* Maps a failed SSL_do_handshake/read/write/shutdown (ret <= 0) to Lua results. */
 int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
                        lunatls_StatusStyle style) {
@@ -192,6 +201,7 @@ int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
         if (c->failed && is_silent_failure(c, saved_errno)) return lunatls_repeat_failure(L);
         return keep_failure(L, c, syscall_error(L, c, op, saved_errno));
     default: /* SSL_ERROR_SSL, and the WANT_* of callbacks we never install */
+        if (is_usage_error(ERR_peek_last_error())) return ssl_error(L, c, op);
         return keep_failure(L, c, ssl_error(L, c, op));
     }
 }
