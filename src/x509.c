@@ -179,9 +179,14 @@ static int cert_gc(lua_State *L) {
 }
 
 static int cert_tostring(lua_State *L) {
-    X509 *x = checkcert(L);
-    char *subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
-    int copied = subject != NULL && lunatls_push_copy(L, subject, strlen(subject));
+    lunatls_Certificate *c = (lunatls_Certificate *)luaL_checkudata(L, 1, LUNATLS_CERTIFICATE);
+    X509 *x = c->x509;
+    char *subject;
+    int copied;
+    /* closed: a finalizer may resurrect a collected Certificate */
+    if (x == NULL) return lunatls_tostring_closed(L, LUNATLS_CERTIFICATE);
+    subject = X509_NAME_oneline(X509_get_subject_name(x), NULL, 0);
+    copied = subject != NULL && lunatls_push_copy(L, subject, strlen(subject));
     OPENSSL_free(subject);
     if (subject != NULL && !copied) return lua_error(L);
     if (subject == NULL) lua_pushliteral(L, "?");
