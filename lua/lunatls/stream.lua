@@ -323,7 +323,11 @@ end
 -- out whole and OpenSSL's pending write (`self.retry`) belongs to one call.
 local function as_writer(self, deadline, fn, ...)
   local me = coroutine.running()
-  while self.writer and self.writer ~= me do
+  -- A writer that died (raised, or was closed with coroutine.close) holds
+  -- no turn; one abandoned while suspended holds it for good, so the wait
+  -- keeps to the deadline even when the transport is ready at once.
+  while self.writer and self.writer ~= me and coroutine.status(self.writer) ~= "dead" do
+    if deadline and gettime() >= deadline then return nil, TIMEOUT, TIMEOUT end
     local ready = self.transport:wait("write", deadline) -- lets the writer run
     if not ready then return nil, TIMEOUT, TIMEOUT end
     if self.closed then return nil, "closed", "closed" end
