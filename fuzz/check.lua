@@ -99,7 +99,7 @@ end
 --- An error a method raised: only the documented programming errors.
 local RAISED = {
   "attempt to use a closed lunatls%.%a+",
-  "bad argument #%d+ to '[%w_?]+'", -- '?' when called through pcall
+  "bad argument #%d+ to '[%w_.?]+'", -- '?' through pcall, 'lunatls.core.f' for module functions
   "lunatls%.Conn is busy",
 }
 function M.raised(err)
