@@ -258,6 +258,10 @@ return function(core, fixtures)
     local methods = { "read", "write", "export_keying_material", "key_update" }
     local m = methods[byte(r) % #methods + 1]
     guarded(conn[m], conn, a, a)
+    -- a number is a string to write() and a max to read(): data this
+    -- driver does not track may have moved
+    if m == "write" then r.tainted[peer_of(i)] = true end
+    if m == "read" then r.tainted[i] = true end
   end
   ops[19] = function(r, i, conn) -- a connection sharing a BIO pair with a new peer
     local a, b = core.new_bio_pair(1 + byte(r) * 128)
