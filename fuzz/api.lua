@@ -87,7 +87,7 @@ return function(core, fixtures)
   local function pump(r, i, limit, flip)
     local from, to = r.conns[i], r.conns[peer_of(i)]
     if not (from and to) then return end
-    local ok, a, b = guarded(from.bio, from)
+    local ok, a = guarded(from.bio, from)
     local ok2, nb = guarded(to.bio, to)
     if not (ok and ok2 and a and nb) then return end
     local ok3, data = guarded(a.read, a, limit)
@@ -102,7 +102,6 @@ return function(core, fixtures)
       -- the peer's buffer is full: what it did not take is lost in transit
       r.tainted[peer_of(i)] = true
     end
-    _ = b
   end
 
   --- A failed connection keeps giving its first failure (OpenSSL forbids
@@ -163,7 +162,7 @@ return function(core, fixtures)
     guarded(tostring, cert)
   end
 
-  local function accessors(r, i, conn)
+  local function accessors(r, conn)
     for _, m in ipairs { "version", "cipher", "alpn_selected", "server_name", "verify_result",
                          "session_reused", "pending", "bio" } do
       guarded(conn[m], conn)
@@ -183,7 +182,6 @@ return function(core, fixtures)
     end
     guarded(conn.export_keying_material, conn, "EXPORTER-fuzz", 1 + byte(r), byte(r) % 2 == 0 and "ctx" or nil)
     guarded(tostring, conn)
-    _ = i
   end
 
 
@@ -241,7 +239,7 @@ return function(core, fixtures)
       failed(r, i, message, code, false)
     end
   end
-  ops[13] = function(r, i, conn) accessors(r, i, conn) end
+  ops[13] = function(r, _, conn) accessors(r, conn) end
   ops[14] = function(r) collectgarbage("collect") end
   ops[15] = function(r, i) r.conns[i] = nil; collectgarbage("collect") end
   ops[16] = function(r, i, conn)
@@ -263,7 +261,7 @@ return function(core, fixtures)
     if m == "write" then r.tainted[peer_of(i)] = true end
     if m == "read" then r.tainted[i] = true end
   end
-  ops[19] = function(r, i, conn) -- a connection sharing a BIO pair with a new peer
+  ops[19] = function(r) -- a connection sharing a BIO pair with a new peer
     local a, b = core.new_bio_pair(1 + byte(r) * 128)
     local client = contexts.client[2]:new_conn { bio = a }
     local server = contexts.server[1]:new_conn { bio = b }
@@ -274,7 +272,6 @@ return function(core, fixtures)
     if byte(r) % 2 == 0 then a:close() end
     guarded(client.read, client)
     guarded(server.write, server, "late")
-    _ = i; _ = conn
   end
 
   --- run(data[, probe[, trace]]): trace(op, slot) before each operation.
