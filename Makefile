@@ -99,10 +99,10 @@ bench-smoke: all bench-harness
 # LD_PRELOAD out of the environment, so the real peers the specs spawn
 # (openssl, gnutls-cli, curl) run plain and LeakSanitizer checks lua5.4 only.
 # `make valgrind`: the suite under memcheck; fails on any error or on a single
-# byte definitely or indirectly lost (`make valgrind-ci`: the CI subset,
-# see below). `make gcstress`: the suite with the collector at its most
-# aggressive and a full collection after every test (spec/helpers/robust.lua).
-# `make robust` runs asan, valgrind-ci and gcstress (.ci/run does, after make
+# byte definitely or indirectly lost (about 4 minutes). `make gcstress`: the
+# suite with the collector at its most aggressive and a full collection after
+# every test (spec/helpers/robust.lua).
+# `make robust` runs asan, valgrind and gcstress (.ci/run does, after make
 # test). Each sets LUNATLS_SANITIZER=asan|valgrind|gcstress: a spec
 # that cannot run under one says so by skipping on it, explicitly.
 # `make fuzz`: every libFuzzer target (clang) for FUZZ_TIME seconds each, on
@@ -136,7 +136,7 @@ FUZZ_CFLAGS    = $(WARNINGS) -g -O1 -fsanitize=fuzzer,address,undefined \
 LUA_LIB       ?= -llua5.4
 OOM_BIN        = $(BUILD)/oom
 
-.PHONY: robust robust-deps asan valgrind valgrind-ci gcstress fuzz fuzz-build fuzz-smoke oom
+.PHONY: robust robust-deps asan valgrind gcstress fuzz fuzz-build fuzz-smoke oom
 
 robust-deps:
 	@$(MAKE) --no-print-directory deps PACKAGES="$(ROBUST_PACKAGES)"
@@ -158,23 +158,15 @@ asan: deps $(SAN_MODULE) $(SAN_BUILD)/unpreload.so
 # wall-clock deadlines cannot hold then are left out by name: the 7-byte-pipe
 # write-retry stream test, the 200 clients fed one byte at a time, and the
 # TLS 1.3 resumption with gnutls-cli (gnutls-cli hangs up before a slow
-# server's ticket arrives). `make valgrind-ci` (what `make robust` runs)
-# also leaves out whole files that take minutes under memcheck and test no
-# C path the others miss: 21-echo (load), 22-interop-peers (real peers) and
-# 90-bench_smoke; asan and gcstress run them all.
+# server's ticket arrives). busted closes the Lua state at exit, so every
+# object the suite made is finalized and anything not freed then counts as
+# lost.
 VALGRIND_SKIP    = --filter-out="write%-retry rule" --filter-out="arrive one byte at a time" \
                    --filter-out="gnutls%-cli, tls1%.3.*resumption"
-VALGRIND_CI_SKIP = --exclude-pattern="21%-echo" --exclude-pattern="22%-interop%-peers" \
-                   --exclude-pattern="90%-bench"
 
 valgrind: deps robust-deps all
 	LUNATLS_SANITIZER=valgrind LUNATLS_EXPECT_MODULE=$(MODULE) \
 	  $(VALGRIND) $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua $(VALGRIND_SKIP)
-
-valgrind-ci: deps robust-deps all
-	LUNATLS_SANITIZER=valgrind LUNATLS_EXPECT_MODULE=$(MODULE) \
-	  $(VALGRIND) $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua $(VALGRIND_SKIP) \
-	  $(VALGRIND_CI_SKIP)
 
 # Under gcstress Lua-heavy code runs 10 to 30 times slower: a test whose own
 # per-operation deadline cannot hold then is left out here, by name (it runs
@@ -186,7 +178,7 @@ gcstress: deps all
 	LUNATLS_SANITIZER=gcstress LUNATLS_EXPECT_MODULE=$(MODULE) \
 	  $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua $(GCSTRESS_SKIP)
 
-robust: asan valgrind-ci gcstress
+robust: asan valgrind gcstress
 
 # `make oom`: every allocation of every call that can reach OpenSSL, failed
 # in turn (fuzz/oom.c), under ASan and LeakSanitizer: the module must raise
