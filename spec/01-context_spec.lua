@@ -31,7 +31,7 @@ describe("new_context", function()
 
     it("is required and must be client or server", function()
       pair.assert_bad_argument(function() tls.new_context {} end, 1, "new_context", "option 'mode' is required")
-      pair.assert_bad_argument(function() tls.new_context { mode = "both" } end, 1, "new_context", "option 'mode': invalid value 'both'")
+      pair.assert_bad_argument(function() tls.new_context { mode = "both" } end, 1, "new_context", "option 'mode': invalid value 'both' (expected 'client' or 'server')")
       pair.assert_bad_argument(function() tls.new_context("client") end, 1, "new_context", "table expected, got string")
     end)
   end)
@@ -51,20 +51,20 @@ describe("new_context", function()
       { "cafile", 1, "option 'cafile': string expected, got number" },
       { "capath", false, "option 'capath': string expected, got boolean" },
       { "verify", true, "option 'verify': string expected, got boolean" },
-      { "verify", "maybe", "option 'verify': invalid value 'maybe'" },
+      { "verify", "maybe", "option 'verify': invalid value 'maybe' (expected 'none', 'peer' or 'require')" },
       { "verify_depth", "x", "option 'verify_depth': integer from 0 to 100 expected, got string" },
       { "verify_depth", -1, "option 'verify_depth': integer from 0 to 100 expected, got number" },
-      { "verify_flags", "x509_strict", "option 'verify_flags': table expected, got string" },
-      { "verify_flags", { "nope" }, "option 'verify_flags': unknown flag 'nope'" },
+      { "verify_flags", "x509_strict", "option 'verify_flags': list of strings expected, got string" },
+      { "verify_flags", { "nope" }, "option 'verify_flags': invalid value 'nope' (expected 'x509_strict' or 'partial_chain')" },
       { "verify_flags", { 1 }, "option 'verify_flags': list of strings expected, got number" },
       { "check_hostname", "no", "option 'check_hostname': boolean expected, got string" },
-      { "min_version", "tls9", "option 'min_version': invalid value 'tls9'" },
+      { "min_version", "tls9", "option 'min_version': invalid value 'tls9' (expected 'tls1.0', 'tls1.1', 'tls1.2', 'tls1.3', 'TLSv1', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3')" },
       { "max_version", 13, "option 'max_version': string expected, got number" },
       { "ciphers", 1, "option 'ciphers': string expected, got number" },
       { "ciphersuites", {}, "option 'ciphersuites': string expected, got table" },
       { "groups", true, "option 'groups': string expected, got boolean" },
       { "alpn", "h2", "option 'alpn': list of strings expected, got string" },
-      { "alpn", { 2 }, "option 'alpn': protocol names are strings of 1 to 255 bytes" },
+      { "alpn", { 2 }, "option 'alpn': list of strings expected, got number" },
       { "alpn", { "" }, "option 'alpn': protocol names are strings of 1 to 255 bytes" },
       { "keylog", true, "option 'keylog': function expected, got boolean" },
       { "servername", "localhost", "option 'servername': function expected, got string" },
@@ -143,7 +143,7 @@ describe("new_context", function()
       local ok, message, code = tls.new_context { mode = "server", certificate = F"gen.sh" }
       assert.is_nil(ok)
       assert.equal("config", code)
-      assert.equal("certificate: spec/fixtures/gen.sh: no start line (Expecting: TRUSTED CERTIFICATE)", message)
+      assert.equal("certificate: spec/fixtures/gen.sh: no certificate found", message)
     end)
 
     it("give nil, message, 'config' for bad PEM text", function()
@@ -253,7 +253,7 @@ describe("new_context", function()
     end)
 
     it("gives nil, message, 'config' for bad CA text, a missing cafile or capath", function()
-      assert.same({ nil, "ca: PEM text: no start line (Expecting: CERTIFICATE)", "config" },
+      assert.same({ nil, "ca: PEM text: no certificate found", "config" },
         { tls.new_context { mode = "client", ca = "not a certificate" } })
       assert.same({ nil, "cafile: /nonexistent/ca.pem: No such file or directory", "config" },
         { tls.new_context { mode = "client", cafile = "/nonexistent/ca.pem" } })

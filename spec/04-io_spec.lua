@@ -286,7 +286,7 @@ describe("conn", function()
 
     it("fails with 'protocol' before the handshake", function()
       local conn = pair.client_context():new_conn { server_name = "localhost" }
-      assert.same({ nil, "export_keying_material: handshake not done", "protocol" },
+      assert.same({ nil, "export_keying_material: the handshake is not done", "protocol" },
         { conn:export_keying_material("EXPERIMENTAL-x", 32) })
     end)
   end)

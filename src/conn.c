@@ -19,8 +19,62 @@ static const char *const conn_options[] = {
     "server_name", "bio", "fd", "session", "alpn", "buffer_size", NULL,
 };
 
+#define OPTS 2 /* new_conn's options table: argument 2, a snapshot (options.c) */
+
 lunatls_Conn *lunatls_checkconn(lua_State *L, int idx) {
     return (lunatls_Conn *)lunatls_checkopen(L, idx, LUNATLS_CONN);
+}
+
+/* ---- a failed connection stays failed ----
+ *
+ * After SSL_ERROR_SSL or SSL_ERROR_SYSCALL OpenSSL forbids further I/O on
+ * the SSL (SSL_get_error(3)), and what it does anyway misleads: later calls
+ * say "eof", "bad length" or "shutdown while in init", or, when the failure
+ * came right after data in one read, nothing at all, so a truncation would
+ * pass for a clean end. So the first failure is kept (CONN_UV_FAILURE) and
+ * every later I/O call repeats it without calling OpenSSL. This is the one
+ * place that marks a connection failed. */
+
+/* Keeps the failure whose message and code are the two values on the stack
+ * top; returns n (the results pushed). The Conn is at stack index 1. */
+static int keep_failure(lua_State *L, lunatls_Conn *c, int n) {
+    lua_createtable(L, 2, 0);
+    lua_pushvalue(L, -3);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_setiuservalue(L, 1, CONN_UV_FAILURE);
+    c->failed = 1;
+    return n;
+}
+
+/* nil, message, code of the Conn's first failure (the Conn at index 1). */
+static int repeat_failure(lua_State *L) {
+    luaL_pushfail(L);
+    lua_getiuservalue(L, 1, CONN_UV_FAILURE);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_remove(L, -3);
+    return 3;
+}
+
+/* The results of a failed SSL_* I/O call (ret <= 0), kept when fatal. */
+static int io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
+                      lunatls_StatusStyle style) {
+    int fatal, n = lunatls_io_result(L, c, ret, op, style, &fatal);
+    return fatal ? keep_failure(L, c, n) : n;
+}
+
+static int is_fatal(int ssl_error) {
+    return ssl_error == SSL_ERROR_SSL || ssl_error == SSL_ERROR_SYSCALL;
+}
+
+/* A call that moved data and then failed returns the data; a fatal failure
+ * is kept, to be returned by the next call. Called with the failed call's
+ * error still queued; leaves the stack as it was. */
+static void keep_late_failure(lua_State *L, lunatls_Conn *c, int ssl_error, const char *op) {
+    if (is_fatal(ssl_error)) lua_pop(L, io_failure(L, c, 0, op, STATUS_SECOND));
+    ERR_clear_error();
 }
 
 /* ---- calling into OpenSSL ---- */
@@ -33,205 +87,66 @@ static void clear_errors(void) {
     if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
+static int busy_error(lua_State *L) {
+    return luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
+}
+
+/* The method's self (argument 1), open and not inside one of its own
+ * callbacks: every method that changes the SSL checks this, since OpenSSL
+ * is in the middle of a call on it. */
+static lunatls_Conn *checkself_idle(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
+    if (c->L != NULL) busy_error(L);
+    return c;
+}
+
 /* Every method that calls SSL_* I/O brackets it with these. The running
  * thread is recorded only for the length of the call, for callbacks. c is
- * the method's self, already checked (lunatls_checkself). */
-static lunatls_Conn *enter_call(lua_State *L, lunatls_Conn *c) {
-    if (c->L != NULL) luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
+ * the method's self, already checked (checkself_idle). */
+static void enter_call(lua_State *L, lunatls_Conn *c) {
     c->L = L;
     clear_errors();
     errno = 0;
-    return c;
 }
 
-/* The method's self; NULL when the Conn has failed before: after
- * SSL_ERROR_SSL or SSL_ERROR_SYSCALL OpenSSL forbids further I/O on the SSL
- * (SSL_get_error(3)), and what it does anyway misleads ("bad length" for an
- * alert it could not send, "shutdown while in init"). The caller repeats the
- * first failure instead (lunatls_repeat_failure). */
-static lunatls_Conn *self_unless_failed(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
-    return c->failed ? NULL : c;
-}
-
-/* Ends the call; re-raises an error a Lua callback raised during it. */
-static void end_call(lua_State *L, lunatls_Conn *c) {
+/* Ends the call that returned ret (1: success, <= 0: failure). An error a
+ * Lua callback raised during it is raised now; when OpenSSL aborted the
+ * call because of it (the servername callback: an internal_error alert),
+ * the connection is failed with that error, code "callback". */
+static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
+    int aborted;
     c->L = NULL;
-    if (c->callback_failed) {
-        c->callback_failed = 0;
-        ERR_clear_error();
-        lua_getiuservalue(L, 1, CONN_UV_ERROR);
-        lua_pushnil(L);
-        lua_setiuservalue(L, 1, CONN_UV_ERROR);
-        lua_error(L);
+    if (!c->callback_failed) return;
+    c->callback_failed = 0;
+    aborted = ret <= 0 && is_fatal(SSL_get_error(c->ssl, ret));
+    ERR_clear_error();
+    lua_getiuservalue(L, 1, CONN_UV_ERROR);
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, CONN_UV_ERROR);
+    if (aborted) {
+        if (lua_type(L, -1) == LUA_TSTRING)
+            lua_pushfstring(L, "%s: a callback raised an error: %s", op, lua_tostring(L, -1));
+        else
+            lua_pushfstring(L, "%s: a callback raised an error (a %s value)", op,
+                            luaL_typename(L, -1));
+        lua_pushliteral(L, "callback");
+        lua_pop(L, keep_failure(L, c, 2));
     }
+    lua_error(L);
 }
 
-/* ---- callbacks (installed on the SSL_CTX by context.c) ----
- *
- * OpenSSL calls these from inside SSL_do_handshake and friends, where
- * nothing may raise: a longjmp across OpenSSL's frames would skip its
- * cleanup and leave this Conn marked busy for good. Even pushing a string
- * can raise (out of memory), so each callback pushes only what cannot fail
- * (a light C function, the Conn, a light userdata) and lua_pcalls a C
- * function that does the rest; an error is kept in CONN_UV_ERROR, and
- * end_call raises it once OpenSSL has returned. */
-
-static lunatls_Conn *callback_conn(const SSL *ssl) {
-    lunatls_Conn *c = (lunatls_Conn *)SSL_get_app_data(ssl);
-    /* Methods keep the Conn at stack index 1; be sure before using it. */
-    if (c == NULL || c->L == NULL || c->callback_failed || lua_touserdata(c->L, 1) != c)
-        return NULL;
-    return c;
-}
-
-/* Calls f(conn, arg) protected, on the thread of the running method, with
- * no results; on an error, keeps it for end_call. Returns 1 on success. */
-static int call_protected(lunatls_Conn *c, lua_CFunction f, void *arg) {
-    lua_State *L = c->L;
-    int top = lua_gettop(L), ok;
-    if (!lua_checkstack(L, 3)) { /* cannot even report it: refuse the callback */
-        c->callback_failed = 1;
-        return 0;
-    }
-    lua_pushcfunction(L, f);
-    lua_pushvalue(L, 1);
-    lua_pushlightuserdata(L, arg);
-    ok = lua_pcall(L, 2, 0, 0) == LUA_OK;
-    if (!ok) {
-        c->callback_failed = 1;
-        lua_setiuservalue(L, 1, CONN_UV_ERROR);
-    }
-    lua_settop(L, top);
-    return ok;
-}
-
-/* Pushes the Lua callback `name` of the context the connection uses now
- * (the servername callback may have switched it). The Conn is at index 1. */
-static int push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
-    lunatls_Context *sni;
-    lua_getiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
-    sni = (lunatls_Context *)lua_touserdata(L, -1);
-    if (sni == NULL || sni->ctx != SSL_get_SSL_CTX(c->ssl)) {
-        lua_pop(L, 1);
-        lua_getiuservalue(L, 1, CONN_UV_CONTEXT);
-    }
-    lua_getiuservalue(L, -1, CTX_UV_CALLBACKS);
-    lua_getfield(L, -1, name);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    return lua_isfunction(L, -1);
-}
-
-/* keylog(line), protected: 1 the Conn, 2 the line (light userdata). */
-static int keylog_protected(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
-    const char *line = (const char *)lua_touserdata(L, 2);
-    if (push_callback(L, c, "keylog")) {
-        lua_pushstring(L, line);
-        lua_call(L, 1, 0);
-    }
-    return 0;
-}
-
-void lunatls_keylog_callback(const SSL *ssl, const char *line) {
-    lunatls_Conn *c = callback_conn(ssl);
-    if (c != NULL) call_protected(c, keylog_protected, (void *)line);
-}
-
-/* What the servername function decided. */
-typedef struct {
-    int result; /* SSL_TLSEXT_ERR_* */
-    int alert;
-} ServernameChoice;
-
-/* The servername function returns a Context to switch to, nil to keep this
- * one, or false to refuse the name (alert unrecognized_name). */
-static void apply_servername_choice(lua_State *L, lunatls_Conn *c, ServernameChoice *choice) {
-    lunatls_Context *chosen;
-    if (lua_isnil(L, -1)) return;
-    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
-        choice->result = SSL_TLSEXT_ERR_ALERT_FATAL;
-        choice->alert = SSL_AD_UNRECOGNIZED_NAME;
-        return;
-    }
-    chosen = (lunatls_Context *)luaL_testudata(L, -1, LUNATLS_CONTEXT);
-    if (chosen == NULL || chosen->ctx == NULL || !chosen->is_server)
-        luaL_error(L, "servername callback must return a server lunatls.Context, nil or false");
-    SSL_set_SSL_CTX(c->ssl, chosen->ctx);
-    /* SSL_set_SSL_CTX switches the certificate, key and trust store but keeps
-     * the verify mode the connection started with: a virtual host created
-     * with verify = "require" must not let clients in without a certificate. */
-    SSL_set_verify(c->ssl, SSL_CTX_get_verify_mode(chosen->ctx), NULL);
-    SSL_set_verify_depth(c->ssl, SSL_CTX_get_verify_depth(chosen->ctx));
-    lua_pushvalue(L, -1);
-    lua_setiuservalue(L, 1, CONN_UV_SNI_CONTEXT);
-}
-
-/* servername(name), protected: 1 the Conn, 2 the ServernameChoice. */
-static int servername_protected(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
-    ServernameChoice *choice = (ServernameChoice *)lua_touserdata(L, 2);
-    if (push_callback(L, c, "servername")) {
-        const char *name = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
-        if (name != NULL) lua_pushstring(L, name);
-        else lua_pushnil(L);
-        lua_call(L, 1, 1);
-        apply_servername_choice(L, c, choice);
-    }
-    return 0;
-}
-
-int lunatls_servername_callback(SSL *ssl, int *alert, void *arg) {
-    lunatls_Conn *c = callback_conn(ssl);
-    ServernameChoice choice = {SSL_TLSEXT_ERR_OK, 0};
-    (void)arg;
-    if (c == NULL) return SSL_TLSEXT_ERR_NOACK;
-    if (!call_protected(c, servername_protected, &choice)) {
-        *alert = SSL_AD_INTERNAL_ERROR;
-        return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    if (choice.result != SSL_TLSEXT_ERR_OK) *alert = choice.alert;
-    return choice.result;
+/* The method's self, idle; NULL when the Conn has failed before (the caller
+ * then repeats the failure). */
+static lunatls_Conn *self_unless_failed(lua_State *L) {
+    lunatls_Conn *c = checkself_idle(L);
+    return c->failed ? NULL : c;
 }
 
 /* ---- construction ---- */
 
-static void check_conn_options(lua_State *L, int idx) {
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        int i, known = 0;
-        lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (i = 0; conn_options[i] != NULL && !known; i++)
-                known = strcmp(conn_options[i], lua_tostring(L, -1)) == 0;
-        if (!known)
-            luaL_argerror(L, idx, lua_pushfstring(L, "unknown option '%s'",
-                                                  luaL_tolstring(L, -1, NULL)));
-    }
-}
-
-/* Raises "option 'name': <expected> expected, got <type>" for the value on
- * the stack top (an object is named by its __name, as luaL_typeerror does). */
-static int option_type_error(lua_State *L, const char *name, const char *expected) {
-    const char *got;
-    if (luaL_getmetafield(L, -1, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
-    else got = luaL_typename(L, -1);
-    return luaL_argerror(L, 2, lua_pushfstring(L, "option '%s': %s expected, got %s", name,
-                                               expected, got));
-}
-
-/* Pushes field `name` of the options table at 2; raises unless it has type t
- * (or is absent). */
-static int conn_option(lua_State *L, const char *name, int t, const char *expected) {
-    int got = lua_getfield(L, 2, name);
-    if (got != LUA_TNIL && got != t) option_type_error(L, name, expected);
-    return got != LUA_TNIL;
-}
-
 /* The open object of type tname held by option `name` (on the stack top). */
 static void *option_object(lua_State *L, const char *name, const char *tname) {
-    if (luaL_testudata(L, -1, tname) == NULL) option_type_error(L, name, tname);
+    if (luaL_testudata(L, -1, tname) == NULL) lunatls_opt_type_error(L, OPTS, name, tname);
     return lunatls_checkopen(L, lua_gettop(L), tname);
 }
 
@@ -249,46 +164,61 @@ static int fd_of(lua_State *L, int idx) {
         fd = integral_number(L, idx); /* sock:getfd() passed as is: a float */
     } else {
         if (luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
-            luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
+            luaL_argerror(L, OPTS, "option 'fd': integer or object with getfd() expected");
         lua_pop(L, 1);
         lua_getfield(L, idx, "getfd");
         if (!lua_isfunction(L, -1))
-            luaL_argerror(L, 2, "option 'fd': integer or object with getfd() expected");
+            luaL_argerror(L, OPTS, "option 'fd': integer or object with getfd() expected");
         lua_pushvalue(L, idx);
         lua_call(L, 1, 1);
         fd = integral_number(L, -1); /* LuaSocket's getfd() gives a float */
         lua_pop(L, 1);
     }
-    if (fd < 0 || fd > INT32_MAX) luaL_argerror(L, 2, "option 'fd': not a valid socket");
+    if (fd < 0 || fd > INT32_MAX) luaL_argerror(L, OPTS, "option 'fd': not a valid socket");
     return (int)fd;
+}
+
+static void attach_bio(lua_State *L, lunatls_Conn *c) {
+    lunatls_BIO *b = (lunatls_BIO *)option_object(L, "bio", LUNATLS_BIO);
+    BIO_up_ref(b->bio); /* SSL_set_bio takes one reference */
+    SSL_set_bio(c->ssl, b->bio, b->bio);
+}
+
+static void attach_fd(lua_State *L, lunatls_Conn *c, int ud) {
+    int fd = fd_of(L, lua_gettop(L));
+    if (SSL_set_fd(c->ssl, fd) != 1) luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, ud, CONN_UV_TRANSPORT);
+    c->fd_mode = 1;
+}
+
+/* A BIO pair of the connection's own; conn:bio() gives its network end. */
+static void attach_own_pair(lua_State *L, lunatls_Conn *c, int ud) {
+    lua_Integer size = DEFAULT_PAIR_SIZE;
+    BIO *inner, *outer;
+    lunatls_BIO *net;
+    if (lunatls_opt_push(L, OPTS, "buffer_size", LUA_TNUMBER, "integer"))
+        size = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    luaL_argcheck(L, size > 0 && size <= 64 * 1024 * 1024, OPTS,
+                  "option 'buffer_size' must be between 1 and 64 MiB");
+    net = lunatls_newbio(L, NULL);
+    if (!BIO_new_bio_pair(&inner, (size_t)size, &outer, (size_t)size))
+        luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    net->bio = outer;
+    SSL_set_bio(c->ssl, inner, inner);
+    lua_setiuservalue(L, ud, CONN_UV_NETBIO);
 }
 
 /* Connects the SSL to the BIO end, the fd, or a new BIO pair of its own. */
 static void attach_transport(lua_State *L, lunatls_Conn *c, int ud) {
-    if (conn_option(L, "bio", LUA_TUSERDATA, "lunatls.BIO")) {
-        lunatls_BIO *b = (lunatls_BIO *)option_object(L, "bio", LUNATLS_BIO);
-        BIO_up_ref(b->bio); /* SSL_set_bio takes one reference */
-        SSL_set_bio(c->ssl, b->bio, b->bio);
-    } else if (lua_pop(L, 1), lua_getfield(L, 2, "fd") != LUA_TNIL) {
-        int fd = fd_of(L, lua_gettop(L));
-        if (SSL_set_fd(c->ssl, fd) != 1) luaL_error(L, "new_conn: %s", lunatls_last_reason());
-        lua_setiuservalue(L, ud, CONN_UV_TRANSPORT);
-        c->fd_mode = 1;
-        return;
+    if (lunatls_opt_push(L, OPTS, "bio", LUA_TUSERDATA, LUNATLS_BIO)) {
+        attach_bio(L, c);
     } else {
-        lua_Integer size = DEFAULT_PAIR_SIZE;
-        BIO *inner, *outer;
-        lunatls_BIO *net;
+        lua_pushliteral(L, "fd");
+        if (lua_rawget(L, OPTS) != LUA_TNIL) attach_fd(L, c, ud);
+        else attach_own_pair(L, c, ud);
         lua_pop(L, 1);
-        if (conn_option(L, "buffer_size", LUA_TNUMBER, "integer")) size = lua_tointeger(L, -1);
-        luaL_argcheck(L, size > 0 && size <= 64 * 1024 * 1024, 2,
-                      "option 'buffer_size' must be between 1 and 64 MiB");
-        net = lunatls_newbio(L, NULL);
-        if (!BIO_new_bio_pair(&inner, (size_t)size, &outer, (size_t)size))
-            luaL_error(L, "new_conn: %s", lunatls_last_reason());
-        net->bio = outer;
-        SSL_set_bio(c->ssl, inner, inner);
-        lua_setiuservalue(L, ud, CONN_UV_NETBIO);
     }
     lua_pop(L, 1);
 }
@@ -306,52 +236,73 @@ static void set_server_name(lua_State *L, lunatls_Conn *c, const char *name, int
     }
     ERR_clear_error();
     if (SSL_set_tlsext_host_name(c->ssl, name) != 1 || (check && SSL_set1_host(c->ssl, name) != 1))
-        luaL_argerror(L, 2, lua_pushfstring(L, "option 'server_name': invalid name '%s'", name));
+        luaL_argerror(L, OPTS, lua_pushfstring(L, "option 'server_name': invalid name %s",
+                                               lunatls_push_quoted(L, name, strlen(name))));
+}
+
+/* Whether the session's server certificate is valid for name (a host name
+ * or an IP address), under the host-name rules set_server_name sets. */
+static int session_fits(SSL_SESSION *s, const char *name) {
+    X509 *peer = SSL_SESSION_get0_peer(s);
+    unsigned int flags = X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+    int fits;
+    if (peer == NULL) return 0;
+    fits = X509_check_ip_asc(peer, name, 0);
+    if (fits < 0) fits = X509_check_host(peer, name, 0, flags, NULL); /* not an IP address */
+    ERR_clear_error();
+    return fits == 1;
+}
+
+/* A session resumes without any certificate check, so a client that checks
+ * host names may resume only a session whose server was valid for the name
+ * it checks now: anything else is a mistake of the caller's cache. */
+static void set_session(lua_State *L, lunatls_Conn *c, const char *name, int check) {
+    lunatls_Session *s;
+    if (!lunatls_opt_push(L, OPTS, "session", LUA_TUSERDATA, LUNATLS_SESSION)) {
+        lua_pop(L, 1);
+        return;
+    }
+    s = (lunatls_Session *)option_object(L, "session", LUNATLS_SESSION);
+    if (check && name != NULL && !session_fits(s->session, name))
+        luaL_argerror(L, OPTS, lua_pushfstring(L, "option 'session': the session's server is not "
+                                                  "valid for %s", lunatls_push_quoted(L, name, strlen(name))));
+    if (SSL_set_session(c->ssl, s->session) != 1)
+        luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    lua_pop(L, 1);
 }
 
 static void set_peer_options(lua_State *L, lunatls_Conn *c, lunatls_Context *ctx) {
-    const char *name = NULL;
-    if (conn_option(L, "server_name", LUA_TSTRING, "string")) {
-        if (c->is_server) luaL_argerror(L, 2, "option 'server_name' is for client connections");
-        name = lua_tostring(L, -1);
-        set_server_name(L, c, name, ctx->check_hostname);
-    }
-    lua_pop(L, 1);
+    const char *name = lunatls_opt_string(L, OPTS, "server_name", NULL);
+    if (name != NULL && c->is_server)
+        luaL_argerror(L, OPTS, "option 'server_name' is for client connections");
+    if (name != NULL) set_server_name(L, c, name, ctx->check_hostname);
     if (name == NULL && ctx->check_hostname)
-        luaL_argerror(L, 2, "option 'server_name' is required to verify the server's host "
-                            "name (or create the context with check_hostname = false)");
-    if (conn_option(L, "session", LUA_TUSERDATA, LUNATLS_SESSION)) {
-        lunatls_Session *s = (lunatls_Session *)option_object(L, "session", LUNATLS_SESSION);
-        if (SSL_set_session(c->ssl, s->session) != 1)
-            luaL_error(L, "new_conn: %s", lunatls_last_reason());
-    }
-    lua_pop(L, 1);
+        luaL_argerror(L, OPTS, "option 'server_name' is required to verify the server's host "
+                               "name (or create the context with check_hostname = false)");
+    set_session(L, c, name, ctx->check_hostname);
 }
 
 static void set_alpn_override(lua_State *L, lunatls_Conn *c) {
     size_t len;
     const char *wire;
-    if (conn_option(L, "alpn", LUA_TTABLE, "list of strings")) {
-        if (c->is_server) luaL_argerror(L, 2, "option 'alpn' is for client connections");
-        wire = lunatls_push_alpn_wire(L, lua_gettop(L), 2, "alpn", &len);
-        if (SSL_set_alpn_protos(c->ssl, (const unsigned char *)wire, (unsigned int)len) != 0)
-            luaL_error(L, "new_conn: out of memory");
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    if (lunatls_opt_list(L, OPTS, "alpn") < 0) return;
+    if (c->is_server) luaL_argerror(L, OPTS, "option 'alpn' is for client connections");
+    wire = lunatls_push_alpn_wire(L, lua_gettop(L), OPTS, &len);
+    if (SSL_set_alpn_protos(c->ssl, (const unsigned char *)wire, (unsigned int)len) != 0)
+        luaL_error(L, "new_conn: out of memory");
+    lua_pop(L, 2);
 }
 
 /* context:new_conn([opts]) -> conn */
 int lunatls_conn_new(lua_State *L) {
     lunatls_Context *ctx = lunatls_checkcontext(L, 1);
     lunatls_Conn *c;
-    if (lua_isnoneornil(L, 2)) {
+    if (lua_isnoneornil(L, OPTS)) {
         lua_settop(L, 1);
         lua_newtable(L);
     }
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
-    check_conn_options(L, 2);
+    lua_settop(L, OPTS);
+    lunatls_options_snapshot(L, OPTS, conn_options);
     c = (lunatls_Conn *)lua_newuserdatauv(L, sizeof *c, CONN_NUV);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, LUNATLS_CONN);
@@ -376,15 +327,15 @@ int lunatls_conn_new(lua_State *L) {
 static int conn_do_handshake(lua_State *L) {
     lunatls_Conn *c = self_unless_failed(L);
     int ret;
-    if (c == NULL) return lunatls_repeat_failure(L);
+    if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_do_handshake(c->ssl);
-    end_call(L, c);
+    end_call(L, c, "do_handshake", ret);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
     }
-    return lunatls_io_failure(L, c, ret, "do_handshake", STATUS_FIRST);
+    return io_failure(L, c, ret, "do_handshake", STATUS_FIRST);
 }
 
 /* Anything to read without waiting: decrypted bytes, or bytes in the BIO. */
@@ -392,14 +343,14 @@ static int more_buffered(lunatls_Conn *c) {
     return SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0;
 }
 
-/* Reads records into p until room is full or a read fails (*stopped = 1; a
- * failure after data is reported by the next call). Returns the bytes read. */
+/* Reads records into p until room is full or a read fails; then *stopped
+ * is its SSL_get_error (its error still queued, for keep_late_failure).
+ * Returns the bytes read. */
 static size_t read_more(lunatls_Conn *c, char *p, size_t room, int *stopped) {
     size_t total = 0, n;
     while (total < room) {
         if (!SSL_read_ex(c->ssl, p + total, room - total, &n)) {
-            clear_errors();
-            *stopped = 1;
+            *stopped = SSL_get_error(c->ssl, 0);
             break;
         }
         total += n;
@@ -412,14 +363,14 @@ static size_t read_more(lunatls_Conn *c, char *p, size_t room, int *stopped) {
 static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t len,
                         lua_Integer max) {
     luaL_Buffer b;
-    int stopped = 0;
+    int stopped = SSL_ERROR_NONE;
     /* Growing the buffer can raise (out of memory): the Conn is marked busy
      * only while OpenSSL runs, so such an error cannot leave it busy. */
     c->L = NULL;
     luaL_buffinitsize(L, &b, len + RECORD_MAX);
     luaL_addlstring(&b, buf, len);
     max -= (lua_Integer)len;
-    while (max > 0 && !stopped) {
+    while (max > 0 && stopped == SSL_ERROR_NONE) {
         size_t want = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
         char *room = luaL_prepbuffsize(&b, want);
         size_t n;
@@ -429,6 +380,7 @@ static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t l
         c->L = NULL;
         luaL_addsize(&b, n);
         max -= (lua_Integer)n;
+        if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     }
     luaL_pushresult(&b);
     c->L = L; /* for end_call */
@@ -437,33 +389,35 @@ static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t l
 /* conn:read([max]) -> data, or nil, status, or nil, message, code.
  * Reads at most max bytes (default: one record); takes several records in
  * one call when they are already here and max allows. Up to RECORD_MAX
- * bytes gather on the C stack and are copied once, into the string. */
+ * bytes gather on the C stack and are copied once, into the string. A
+ * failure after data is kept and returned by the next call. */
 static int conn_read(lua_State *L) {
     char buf[RECORD_MAX];
     lua_Integer max;
     lunatls_Conn *c;
     size_t limit, n = 0;
-    int stopped = 0;
-    c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* first: conn.read(42) names the Conn */
+    int stopped = SSL_ERROR_NONE;
+    c = checkself_idle(L); /* first: conn.read(42) names the Conn */
     max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
-    if (c->failed) return lunatls_repeat_failure(L);
+    if (c->failed) return repeat_failure(L);
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
-        end_call(L, c);
-        return lunatls_io_failure(L, c, 0, "read", STATUS_SECOND);
+        end_call(L, c, "read", 0);
+        return io_failure(L, c, 0, "read", STATUS_SECOND);
     }
     if ((lua_Integer)n < max && more_buffered(c)) {
         /* More records wait: gather them while max allows. */
         n += read_more(c, buf + n, limit - n, &stopped);
-        if (!stopped && (lua_Integer)n < max) {
+        if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max) {
             read_beyond(L, c, buf, n, max);
-            end_call(L, c);
+            end_call(L, c, "read", 1);
             return 1;
         }
     }
-    end_call(L, c);
+    end_call(L, c, "read", 1);
+    if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     lua_pushlstring(L, buf, n);
     return 1;
 }
@@ -471,26 +425,26 @@ static int conn_read(lua_State *L) {
 /* conn:write(data) -> bytes taken, or nil, status, or nil, message, code.
  * Fewer than #data are taken when the output buffer fills; the next write
  * must begin with the bytes not taken (OpenSSL may hold them as a record
- * already half sent). */
+ * already half sent). A failure after some bytes were taken is kept and
+ * returned by the next call. */
 static int conn_write(lua_State *L) {
     size_t len, total = 0, n;
     const char *data;
     lunatls_Conn *c;
     int ret = 1;
-    c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN); /* self first, then the data */
+    c = checkself_idle(L); /* self first, then the data */
     data = luaL_checklstring(L, 2, &len);
-    if (c->failed) return lunatls_repeat_failure(L);
-    enter_call(L, c);
+    if (c->failed) return repeat_failure(L);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
-        end_call(L, c);
         lua_pushinteger(L, 0);
         return 1;
     }
+    enter_call(L, c);
     while (total < len && (ret = SSL_write_ex(c->ssl, data + total, len - total, &n)) == 1)
         total += n;
-    end_call(L, c);
-    if (total == 0) return lunatls_io_failure(L, c, ret, "write", STATUS_SECOND);
-    if (ret != 1) clear_errors(); /* a failure after data is reported by the next call */
+    end_call(L, c, "write", total > 0 ? 1 : ret);
+    if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
+    if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
     lua_pushinteger(L, (lua_Integer)total);
     return 1;
 }
@@ -500,10 +454,10 @@ static int conn_write(lua_State *L) {
 static int conn_shutdown(lua_State *L) {
     lunatls_Conn *c = self_unless_failed(L);
     int ret;
-    if (c == NULL) return lunatls_repeat_failure(L);
+    if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_shutdown(c->ssl);
-    end_call(L, c);
+    end_call(L, c, "shutdown", ret < 0 ? ret : 1);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -512,18 +466,18 @@ static int conn_shutdown(lua_State *L) {
         lunatls_pushword(L, UPV_WANT_READ);
         return 1;
     }
-    return lunatls_io_failure(L, c, ret, "shutdown", STATUS_FIRST);
+    return io_failure(L, c, ret, "shutdown", STATUS_FIRST);
 }
 
 static int conn_set_connect_state(lua_State *L) {
-    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    lunatls_Conn *c = checkself_idle(L);
     SSL_set_connect_state(c->ssl);
     c->is_server = 0;
     return 0;
 }
 
 static int conn_set_accept_state(lua_State *L) {
-    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    lunatls_Conn *c = checkself_idle(L);
     SSL_set_accept_state(c->ssl);
     c->is_server = 1;
     return 0;
@@ -536,14 +490,14 @@ static int handshake_done(lunatls_Conn *c) {
 static int conn_key_update(lua_State *L) {
     lunatls_Conn *c = self_unless_failed(L);
     int ret;
-    if (c == NULL) return lunatls_repeat_failure(L);
+    if (c == NULL) return repeat_failure(L);
     /* before the handshake OpenSSL says "wrong ssl version": misleading */
     if (!handshake_done(c))
         return lunatls_fail(L, "key_update: the handshake is not done", "protocol");
     enter_call(L, c);
     ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
                                                      : SSL_KEY_UPDATE_NOT_REQUESTED);
-    end_call(L, c);
+    end_call(L, c, "key_update", 1);
     if (ret != 1) {
         const char *reason = lunatls_last_reason();
         lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");
@@ -583,9 +537,13 @@ static int conn_alpn_selected(lua_State *L) {
     return 1;
 }
 
+/* A server gives the name the client's ClientHello asked for (hello.c),
+ * also on a resumption; a client the name it sent. */
 static int conn_server_name(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn(L, 1);
-    return push_string_or_nil(L, SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name));
+    if (!c->is_server) return push_string_or_nil(L, SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name));
+    lua_getiuservalue(L, 1, CONN_UV_SERVER_NAME);
+    return 1;
 }
 
 /* The objects below are made before their OpenSSL pointer is fetched: the
@@ -670,6 +628,18 @@ static int conn_session_reused(lua_State *L) {
     return 1;
 }
 
+/* Why OpenSSL refused an export after the handshake: a label TLS reserves
+ * for itself ("master secret", ...), or one too long for TLS 1.3's labels. */
+static int exporter_error(lua_State *L, size_t label_len) {
+    const char *reason = lunatls_last_reason();
+    if (reason != NULL)
+        lua_pushfstring(L, "export_keying_material: %s", reason);
+    else
+        lua_pushfstring(L, "export_keying_material: the label (%d bytes) was refused",
+                        (int)label_len);
+    return lunatls_fail(L, lua_tostring(L, -1), "protocol");
+}
+
 /* conn:export_keying_material(label, length[, context]) (RFC 5705, 8446) */
 static int conn_export_keying_material(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn(L, 1);
@@ -683,11 +653,12 @@ static int conn_export_keying_material(lua_State *L) {
     out = (unsigned char *)luaL_buffinitsize(L, &b, (size_t)length);
     c = lunatls_checkconn(L, 1); /* a finalizer run by the allocation may have closed it */
     ERR_clear_error();
-    if (!handshake_done(c) ||
-        SSL_export_keying_material(c->ssl, out, (size_t)length, label, label_len,
+    if (!handshake_done(c))
+        return lunatls_fail(L, "export_keying_material: the handshake is not done", "protocol");
+    if (SSL_export_keying_material(c->ssl, out, (size_t)length, label, label_len,
                                    (const unsigned char *)context, context_len,
                                    context != NULL) != 1)
-        return lunatls_fail(L, "export_keying_material: handshake not done", "protocol");
+        return exporter_error(L, label_len);
     luaL_pushresultsize(&b, (size_t)length);
     return 1;
 }
@@ -719,7 +690,7 @@ static void release_network_end(lua_State *L) {
 /* close(), __gc and __close: frees everything, never does network I/O. */
 static int conn_close(lua_State *L) {
     lunatls_Conn *c = (lunatls_Conn *)luaL_checkudata(L, 1, LUNATLS_CONN);
-    if (c->L != NULL) return luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
+    if (c->L != NULL) return busy_error(L);
     if (c->ssl != NULL) {
         /* SSL_free marks the session of a connection that did not send
          * close_notify as not resumable (TLS 1.0's rule, dropped by RFC 4346

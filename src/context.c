@@ -1,7 +1,9 @@
 /* lunatls.Context: an SSL_CTX, configured once from an options table.
  *
  * A context has no setters: everything is given to new_context, so it never
- * changes under the connections that use it. */
+ * changes under the connections that use it. A server connection may adopt
+ * another context during its handshake (hello.c); lunatls_adopt_context is
+ * the one place that says what adopting applies. */
 #define _POSIX_C_SOURCE 200809L /* stat */
 #include "lunatls.h"
 
@@ -9,8 +11,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
 /* Options new_context knows; any other key is a typo and raises. */
 static const char *const known_options[] = {
@@ -20,121 +25,210 @@ static const char *const known_options[] = {
     "alpn", "servername", "session_cache", "tickets", "keylog", NULL,
 };
 
+#define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
+
 lunatls_Context *lunatls_checkcontext(lua_State *L, int idx) {
     return (lunatls_Context *)lunatls_checkopen(L, idx, LUNATLS_CONTEXT);
 }
 
-/* ---- reading the options table (always at index 1) ---- */
+/* ---- what the SSL_CTX carries for its connections ----
+ *
+ * Kept in the SSL_CTX's ex_data and freed with it: a connection holds a
+ * reference to its SSL_CTX, so this lives as long as any connection that
+ * may read it, even when the Lua object was finalized first. */
 
-static int option_error(lua_State *L, const char *name, const char *expected) {
-    const char *msg = lua_pushfstring(L, "option '%s': %s expected, got %s", name, expected,
-                                      luaL_typename(L, -1));
-    return luaL_argerror(L, 1, msg);
+#define SECRET_LEN 32
+/* OpenSSL 3.0's default key-exchange groups, to restore them on a switch. */
+#define DEFAULT_GROUPS "x25519:secp256r1:x448:secp521r1:secp384r1:" \
+                       "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
+
+typedef struct {
+    unsigned char *alpn;                /* server: preference list, wire format */
+    unsigned int alpn_len;
+    unsigned char secret[SECRET_LEN];   /* binds sessions to this context */
+    char *ciphers, *ciphersuites, *groups; /* the lists as configured */
+} ContextData;
+
+static int data_index = -1;
+static CRYPTO_ONCE data_index_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void free_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                      void *argp) {
+    ContextData *d = (ContextData *)ptr;
+    (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+    if (d == NULL) return;
+    OPENSSL_free(d->alpn);
+    OPENSSL_free(d->ciphers);
+    OPENSSL_free(d->ciphersuites);
+    OPENSSL_free(d->groups);
+    OPENSSL_clear_free(d, sizeof *d);
 }
 
-/* The option's string value (kept alive by the table), or NULL when absent. */
-static const char *opt_string(lua_State *L, const char *name, size_t *len) {
-    const char *s = NULL;
-    if (lua_getfield(L, 1, name) != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TSTRING) option_error(L, name, "string");
-        s = lua_tolstring(L, -1, len);
+static void new_data_index(void) {
+    data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_data);
+}
+
+static ContextData *context_data(const SSL_CTX *ctx) {
+    return (ContextData *)SSL_CTX_get_ex_data(ctx, data_index);
+}
+
+static int attach_data(SSL_CTX *ctx) {
+    ContextData *d = (ContextData *)OPENSSL_zalloc(sizeof *d);
+    if (d == NULL) return 0;
+    if (SSL_CTX_set_ex_data(ctx, data_index, d) != 1) {
+        OPENSSL_free(d);
+        return 0;
     }
-    lua_pop(L, 1);
-    return s;
+    return RAND_bytes(d->secret, SECRET_LEN) == 1;
 }
 
-static int opt_boolean(lua_State *L, const char *name, int def) {
-    int v = def;
-    if (lua_getfield(L, 1, name) != LUA_TNIL) {
-        if (!lua_isboolean(L, -1)) option_error(L, name, "boolean");
-        v = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_choice(lua_State *L, const char *name, const char *def,
-                      const char *const choices[]) {
-    const char *s = opt_string(L, name, NULL);
-    int i;
-    if (s == NULL) s = def;
-    if (s == NULL) return luaL_argerror(L, 1, lua_pushfstring(L, "option '%s' is required", name));
-    for (i = 0; choices[i] != NULL; i++)
-        if (strcmp(choices[i], s) == 0) return i;
-    return luaL_argerror(L, 1, lua_pushfstring(L, "option '%s': invalid value '%s'", name, s));
-}
-
-/* Pushes the option if it is a function (or absent: nil); raises otherwise. */
-static void opt_function(lua_State *L, const char *name) {
-    int t = lua_getfield(L, 1, name);
-    if (t != LUA_TNIL && t != LUA_TFUNCTION) option_error(L, name, "function");
-}
-
-static void check_known_options(lua_State *L) {
-    lua_pushnil(L);
-    while (lua_next(L, 1) != 0) {
-        int i, known = 0;
-        lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING)
-            for (i = 0; known_options[i] != NULL && !known; i++)
-                known = strcmp(known_options[i], lua_tostring(L, -1)) == 0;
-        if (!known)
-            luaL_argerror(L, 1, lua_pushfstring(L, "unknown option '%s'",
-                                                luaL_tolstring(L, -1, NULL)));
-    }
-}
+/* ---- where certificates and keys come from ---- */
 
 static int is_pem_text(const char *s) {
     return strstr(s, "-----BEGIN ") != NULL;
 }
 
 /* What a failure message names: the path, or "PEM text". */
-static const char *source_name(const char *s) {
-    return is_pem_text(s) ? "PEM text" : s;
+static const char *source_name(const char *s, int may_be_path) {
+    return is_pem_text(s) || !may_be_path ? "PEM text" : s;
 }
 
-static BIO *open_source(const char *s, size_t len) {
-    if (is_pem_text(s)) return BIO_new_mem_buf(s, (int)len);
-    return BIO_new_file(s, "r");
+/* nil, "<what>: <path>: <problem>", "config" when path is not a readable
+ * file (or, want_dir, a directory); 0 when it looks right. OpenSSL would
+ * say "no start line" for a directory and nothing at all for a capath. */
+static int path_problem(lua_State *L, const char *what, const char *path, int want_dir) {
+    struct stat st;
+    const char *problem = NULL;
+    if (stat(path, &st) != 0) problem = strerror(errno);
+    else if (want_dir && !S_ISDIR(st.st_mode)) problem = "not a directory";
+    else if (!want_dir && S_ISDIR(st.st_mode)) problem = "is a directory, not a file";
+    if (problem == NULL) return 0;
+    lua_pushfstring(L, "%s: %s: %s", what, lunatls_push_bounded(L, path), problem);
+    return lunatls_fail(L, lua_tostring(L, -1), "config");
+}
+
+/* Opens option `what` (PEM text, or a path when may_be_path) as *bio; 0,
+ * or the failure's results. */
+static int open_source(lua_State *L, const char *what, const char *s, size_t len,
+                       int may_be_path, BIO **bio) {
+    int n;
+    if (is_pem_text(s) || !may_be_path) {
+        *bio = BIO_new_mem_buf(s, (int)len);
+    } else {
+        if ((n = path_problem(L, what, s, 0)) != 0) return n;
+        *bio = BIO_new_file(s, "r");
+    }
+    return *bio != NULL ? 0 : lunatls_config_error(L, what, source_name(s, may_be_path));
+}
+
+/* nil, "<what>: <source>: entry <i>: <reason>", "config" */
+static int entry_error(lua_State *L, const char *what, const char *source, int entry) {
+    return lunatls_config_error(L, what, lua_pushfstring(L, "%s: entry %d", source, entry));
+}
+
+static int is_certificate_block(const char *name) {
+    return strcmp(name, PEM_STRING_X509) == 0 || strcmp(name, PEM_STRING_X509_OLD) == 0 ||
+           strcmp(name, PEM_STRING_X509_TRUSTED) == 0;
+}
+
+/* Decodes one PEM block that claims to be a certificate; NULL if damaged. */
+static X509 *decode_certificate(const char *name, const unsigned char *der, long len) {
+    const unsigned char *p = der;
+    X509 *x = strcmp(name, PEM_STRING_X509_TRUSTED) == 0 ? d2i_X509_AUX(NULL, &p, len)
+                                                         : d2i_X509(NULL, &p, len);
+    if (x != NULL && p != der + len) { /* trailing bytes: not what was meant */
+        X509_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+/* Reads every certificate of the PEM source into *out, in order. Blocks of
+ * other types (a key beside its certificate) are skipped, as OpenSSL does;
+ * a damaged block, or one named like a certificate that does not decode,
+ * fails the whole load and is named by its place: a bundle is never cut
+ * short in silence. Returns 0, or the failure's results. */
+static int read_certificates(lua_State *L, const char *what, const char *s, size_t len,
+                             int may_be_path, STACK_OF(X509) *out) {
+    BIO *bio;
+    int entry = 0, n;
+    if ((n = open_source(L, what, s, len, may_be_path, &bio)) != 0) return n;
+    for (;;) {
+        char *name = NULL, *header = NULL;
+        unsigned char *der = NULL;
+        long der_len = 0;
+        X509 *x = NULL;
+        int ok;
+        ERR_set_mark();
+        if (PEM_read_bio(bio, &name, &header, &der, &der_len) != 1) {
+            unsigned long e = ERR_peek_last_error();
+            int at_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
+            if (at_end) ERR_pop_to_mark();
+            else ERR_clear_last_mark();
+            BIO_free(bio);
+            return at_end ? 0 : entry_error(L, what, source_name(s, may_be_path), entry + 1);
+        }
+        ERR_clear_last_mark();
+        entry++;
+        ok = !is_certificate_block(name) ||
+             ((x = decode_certificate(name, der, der_len)) != NULL && sk_X509_push(out, x) > 0);
+        OPENSSL_free(name);
+        OPENSSL_free(header);
+        OPENSSL_free(der);
+        if (!ok) {
+            X509_free(x);
+            BIO_free(bio);
+            return entry_error(L, what, source_name(s, may_be_path), entry);
+        }
+    }
+}
+
+/* Loads a certificate source that must hold at least one certificate. */
+static STACK_OF(X509) *load_certificates(lua_State *L, const char *what, const char *s,
+                                         size_t len, int may_be_path, int *failed) {
+    STACK_OF(X509) *certs = sk_X509_new_null();
+    if (certs == NULL) luaL_error(L, "new_context: out of memory");
+    *failed = read_certificates(L, what, s, len, may_be_path, certs);
+    if (*failed == 0 && sk_X509_num(certs) == 0) {
+        lua_pushfstring(L, "%s: %s: no certificate found", what,
+                        lunatls_push_bounded(L, source_name(s, may_be_path)));
+        *failed = lunatls_fail(L, lua_tostring(L, -1), "config");
+    }
+    if (*failed != 0) {
+        sk_X509_pop_free(certs, X509_free);
+        return NULL;
+    }
+    return certs;
 }
 
 /* ---- certificates and keys ---- */
 
-static int load_chain_pem(SSL_CTX *ctx, const char *pem, size_t len) {
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    X509 *x;
-    int ok = 0;
-    if (bio == NULL) return 0;
-    x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
-    if (x != NULL && SSL_CTX_use_certificate(ctx, x) == 1) {
-        X509 *extra;
-        ok = 1;
-        SSL_CTX_clear_chain_certs(ctx);
-        while (ok && (extra = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-            ok = SSL_CTX_add0_chain_cert(ctx, extra) == 1;
-            if (!ok) X509_free(extra);
-        }
-        if (ok) ERR_clear_error(); /* the end of the text is not an error */
-    }
-    X509_free(x);
-    BIO_free(bio);
+/* The first certificate is ours; the rest is the chain we send with it. */
+static int use_chain(SSL_CTX *ctx, STACK_OF(X509) *certs) {
+    int ok = SSL_CTX_use_certificate(ctx, sk_X509_value(certs, 0)) == 1 &&
+             SSL_CTX_clear_chain_certs(ctx) == 1;
+    int i;
+    for (i = 1; ok && i < sk_X509_num(certs); i++) ok = SSL_CTX_add1_chain_cert(ctx, sk_X509_value(certs, i)) == 1;
     return ok;
 }
 
 static int set_certificate(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = opt_string(L, "certificate", &len);
-    int ok;
+    const char *s = lunatls_opt_string(L, OPTS, "certificate", &len);
+    STACK_OF(X509) *certs;
+    int failed, ok;
     if (s == NULL) return 0;
-    ok = is_pem_text(s) ? load_chain_pem(ctx, s, len)
-                        : SSL_CTX_use_certificate_chain_file(ctx, s) == 1;
-    return ok ? 0 : lunatls_config_error(L, "certificate", source_name(s));
+    if ((certs = load_certificates(L, "certificate", s, len, 1, &failed)) == NULL) return failed;
+    ok = use_chain(ctx, certs);
+    sk_X509_pop_free(certs, X509_free);
+    return ok ? 0 : lunatls_config_error(L, "certificate", source_name(s, 1));
 }
 
-/* Where the password callback finds the password option during new_context. */
+/* What the password callback needs during new_context. */
 typedef struct {
     lua_State *L;
-    int failed; /* the password function raised: its error is on the stack top */
+    int failed;   /* the password function raised: its error is on the stack top */
+    int too_long; /* the password does not fit OpenSSL's buffer */
 } PasswordSource;
 
 /* OpenSSL's buffer for the password, and how much of it we filled. */
@@ -142,6 +236,7 @@ typedef struct {
     char *buf;
     int size;
     int len;
+    int too_long;
 } PasswordRequest;
 
 /* password_protected(opts, request): copies the password option, or what
@@ -150,12 +245,19 @@ static int password_protected(lua_State *L) {
     PasswordRequest *request = (PasswordRequest *)lua_touserdata(L, 2);
     size_t len;
     const char *pw;
-    if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) lua_call(L, 0, 1);
-    pw = lua_tolstring(L, -1, &len);
-    if (pw != NULL && len <= (size_t)request->size) {
-        memcpy(request->buf, pw, len);
-        request->len = (int)len;
+    if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) {
+        lua_call(L, 0, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "option 'password': the function returned %s, not a string",
+                       luaL_typename(L, -1));
     }
+    pw = lua_tolstring(L, -1, &len);
+    if (len > (size_t)request->size) {
+        request->too_long = 1;
+        return 0;
+    }
+    memcpy(request->buf, pw, len);
+    request->len = (int)len;
     return 0;
 }
 
@@ -165,43 +267,63 @@ static int password_protected(lua_State *L) {
 static int password_callback(char *buf, int size, int rwflag, void *userdata) {
     PasswordSource *src = (PasswordSource *)userdata;
     lua_State *L = src->L;
-    PasswordRequest request = {buf, size, 0};
+    PasswordRequest request = {buf, size, 0, 0};
     (void)rwflag;
     if (src->failed || !lua_checkstack(L, 3)) return 0;
     lua_pushcfunction(L, password_protected);
-    lua_pushvalue(L, 1);
+    lua_pushvalue(L, OPTS);
     lua_pushlightuserdata(L, &request);
     if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
         src->failed = 1;
         return 0;
     }
+    if (request.too_long) src->too_long = size;
     return request.len;
+}
+
+static void check_password_type(lua_State *L) {
+    int t = lua_getfield(L, OPTS, "password");
+    if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
+        lunatls_opt_type_error(L, OPTS, "password", "string or function");
+    lua_pop(L, 1);
+}
+
+/* The private key of source s, or NULL with the failure's results in *failed. */
+static EVP_PKEY *read_key(lua_State *L, const char *s, size_t len, int *failed) {
+    PasswordSource src = {L, 0, 0};
+    EVP_PKEY *pkey = NULL;
+    BIO *bio;
+    if ((*failed = open_source(L, "key", s, len, 1, &bio)) != 0) return NULL;
+    /* Always pass a callback: without one OpenSSL prompts on the terminal. */
+    pkey = PEM_read_bio_PrivateKey(bio, NULL, password_callback, &src);
+    BIO_free(bio);
+    if (src.failed) {
+        EVP_PKEY_free(pkey);
+        ERR_clear_error();
+        lua_error(L); /* the password function's own error */
+    }
+    if (src.too_long) {
+        EVP_PKEY_free(pkey);
+        lua_pushfstring(L, "key: %s: the password is longer than %d bytes", source_name(s, 1),
+                        src.too_long);
+        *failed = lunatls_fail(L, lua_tostring(L, -1), "config");
+        return NULL;
+    }
+    if (pkey == NULL) *failed = lunatls_config_error(L, "key", source_name(s, 1));
+    return pkey;
 }
 
 static int set_key(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = opt_string(L, "key", &len);
-    PasswordSource src = {L, 0};
-    EVP_PKEY *pkey = NULL;
-    BIO *bio;
-    int t = lua_getfield(L, 1, "password");
-    if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
-        option_error(L, "password", "string or function"); /* names the value on top */
-    lua_pop(L, 1);
+    const char *s = lunatls_opt_string(L, OPTS, "key", &len);
+    EVP_PKEY *pkey;
+    int failed, ok;
+    check_password_type(L);
     if (s == NULL) return 0;
-    bio = open_source(s, len);
-    /* Always pass a callback: without one OpenSSL prompts on the terminal. */
-    if (bio != NULL) pkey = PEM_read_bio_PrivateKey(bio, NULL, password_callback, &src);
-    BIO_free(bio);
-    if (src.failed) {
-        ERR_clear_error();
-        return lua_error(L); /* the password function's own error */
-    }
-    if (pkey == NULL || SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
-        EVP_PKEY_free(pkey);
-        return lunatls_config_error(L, "key", source_name(s));
-    }
+    if ((pkey = read_key(L, s, len, &failed)) == NULL) return failed;
+    ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1;
     EVP_PKEY_free(pkey);
+    if (!ok) return lunatls_config_error(L, "key", source_name(s, 1));
     if (SSL_CTX_get0_certificate(ctx) != NULL && SSL_CTX_check_private_key(ctx) != 1)
         return lunatls_config_error(L, "key", "does not match the certificate");
     return 0;
@@ -209,47 +331,28 @@ static int set_key(lua_State *L, SSL_CTX *ctx) {
 
 /* ---- trust ---- */
 
-static int add_ca_pem(SSL_CTX *ctx, const char *pem, size_t len) {
+static int add_ca(lua_State *L, SSL_CTX *ctx, const char *pem, size_t len) {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    BIO *bio = BIO_new_mem_buf(pem, (int)len);
-    X509 *x;
-    int added = 0, ok = 1;
-    if (bio == NULL) return 0;
-    while (ok && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
-        ok = X509_STORE_add_cert(store, x) == 1;
-        X509_free(x);
-        added++;
-    }
-    BIO_free(bio);
-    if (ok && added > 0) ERR_clear_error();
-    return ok && added > 0;
-}
-
-/* OpenSSL reads a capath lazily, at verify time, and never reports a missing
- * folder: look for it now, so a typo is a config error and not a mysterious
- * verify failure later. */
-static int capath_error(lua_State *L, const char *capath) {
-    struct stat st;
-    if (stat(capath, &st) != 0)
-        lua_pushfstring(L, "capath: %s: %s", capath, strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        lua_pushfstring(L, "capath: %s: not a directory", capath);
-    else
-        return 0;
-    return lunatls_fail(L, lua_tostring(L, -1), "config");
+    STACK_OF(X509) *certs;
+    int failed, i, ok = 1;
+    if ((certs = load_certificates(L, "ca", pem, len, 0, &failed)) == NULL) return failed;
+    for (i = 0; ok && i < sk_X509_num(certs); i++) ok = X509_STORE_add_cert(store, sk_X509_value(certs, i)) == 1;
+    sk_X509_pop_free(certs, X509_free);
+    return ok ? 0 : lunatls_config_error(L, "ca", lua_pushfstring(L, "PEM text: entry %d", i));
 }
 
 static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     size_t len;
-    const char *ca = opt_string(L, "ca", &len);
-    const char *cafile = opt_string(L, "cafile", NULL);
-    const char *capath = opt_string(L, "capath", NULL);
-    int failed;
-    if (ca != NULL && !add_ca_pem(ctx, ca, len))
-        return lunatls_config_error(L, "ca", "PEM text");
+    const char *ca = lunatls_opt_string(L, OPTS, "ca", &len);
+    const char *cafile = lunatls_opt_string(L, OPTS, "cafile", NULL);
+    const char *capath = lunatls_opt_string(L, OPTS, "capath", NULL);
+    int n;
+    if (ca != NULL && (n = add_ca(L, ctx, ca, len)) != 0) return n;
+    if (cafile != NULL && (n = path_problem(L, "cafile", cafile, 0)) != 0) return n;
     if (cafile != NULL && SSL_CTX_load_verify_file(ctx, cafile) != 1)
         return lunatls_config_error(L, "cafile", cafile);
-    if (capath != NULL && (failed = capath_error(L, capath)) != 0) return failed;
+    /* OpenSSL reads a capath lazily and never reports a missing folder */
+    if (capath != NULL && (n = path_problem(L, "capath", capath, 1)) != 0) return n;
     if (capath != NULL && SSL_CTX_load_verify_dir(ctx, capath) != 1)
         return lunatls_config_error(L, "capath", capath);
     if (ca == NULL && cafile == NULL && capath == NULL && verify != SSL_VERIFY_NONE)
@@ -259,64 +362,65 @@ static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
 }
 
 static const char *const verify_choices[] = {"none", "peer", "require", NULL};
-
-static unsigned long verify_flag(lua_State *L, const char *name) {
-    static const char *const names[] = {"x509_strict", "partial_chain", NULL};
-    static const unsigned long flags[] = {X509_V_FLAG_X509_STRICT, X509_V_FLAG_PARTIAL_CHAIN};
-    int i;
-    for (i = 0; names[i] != NULL; i++)
-        if (strcmp(names[i], name) == 0) return flags[i];
-    return (unsigned long)luaL_argerror(
-        L, 1, lua_pushfstring(L, "option 'verify_flags': unknown flag '%s'", name));
-}
+static const char *const flag_names[] = {"x509_strict", "partial_chain", NULL};
+static const unsigned long flag_values[] = {X509_V_FLAG_X509_STRICT, X509_V_FLAG_PARTIAL_CHAIN};
 
 static void set_verify_flags(lua_State *L, SSL_CTX *ctx) {
-    lua_Integer i, n;
+    lua_Integer i, n = lunatls_opt_list(L, OPTS, "verify_flags");
     unsigned long flags = 0;
-    if (lua_getfield(L, 1, "verify_flags") == LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (!lua_istable(L, -1)) option_error(L, "verify_flags", "table");
-    n = luaL_len(L, -1);
+    if (n < 0) return;
     for (i = 1; i <= n; i++) {
-        if (lua_geti(L, -1, i) != LUA_TSTRING) option_error(L, "verify_flags", "list of strings");
-        flags |= verify_flag(L, lua_tostring(L, -1));
+        size_t len;
+        const char *name;
+        lua_rawgeti(L, -1, i);
+        name = lua_tolstring(L, -1, &len);
+        flags |= flag_values[lunatls_choice(L, OPTS, "verify_flags", name, len, flag_names)];
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
     X509_VERIFY_PARAM_set_flags(SSL_CTX_get0_param(ctx), flags);
 }
 
+static void set_verify_depth(lua_State *L, SSL_CTX *ctx) {
+    if (lunatls_opt_push(L, OPTS, "verify_depth", LUA_TNUMBER, "integer from 0 to 100")) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 100)
+            lunatls_opt_type_error(L, OPTS, "verify_depth", "integer from 0 to 100");
+        SSL_CTX_set_verify_depth(ctx, (int)lua_tointeger(L, -1));
+    }
+    lua_pop(L, 1);
+}
+
 static int set_verify(lua_State *L, lunatls_Context *c) {
-    int choice = opt_choice(L, "verify", c->is_server ? "none" : "peer", verify_choices);
+    int choice = lunatls_opt_choice(L, OPTS, "verify", c->is_server ? "none" : "peer",
+                                    verify_choices);
     int mode = choice == 0 ? SSL_VERIFY_NONE : SSL_VERIFY_PEER;
     int check_hostname;
     if (c->is_server && choice == 2) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
     SSL_CTX_set_verify(c->ctx, mode, NULL);
-    if (lua_getfield(L, 1, "verify_depth") != LUA_TNIL) {
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 100)
-            option_error(L, "verify_depth", "integer from 0 to 100");
-        SSL_CTX_set_verify_depth(c->ctx, (int)lua_tointeger(L, -1));
-    }
-    lua_pop(L, 1);
+    set_verify_depth(L, c->ctx);
     set_verify_flags(L, c->ctx);
-    check_hostname = opt_boolean(L, "check_hostname", 1); /* type-checked in any mode */
+    check_hostname = lunatls_opt_boolean(L, OPTS, "check_hostname", 1); /* checked in any mode */
     c->check_hostname = !c->is_server && mode != SSL_VERIFY_NONE && check_hostname;
     return set_trust(L, c->ctx, mode);
 }
 
 /* ---- protocol ---- */
 
-static const char *const version_names[] = {"tls1.0", "tls1.1", "tls1.2", "tls1.3", NULL};
+/* Our names, and OpenSSL's as conn:version() returns them. */
+static const char *const version_names[] = {"tls1.0", "tls1.1", "tls1.2", "tls1.3", "TLSv1",
+                                            "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL};
 static const int version_numbers[] = {TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
                                       TLS1_3_VERSION};
 
+static int version_option(lua_State *L, const char *name, const char *def) {
+    return version_numbers[lunatls_opt_choice(L, OPTS, name, def, version_names) % 4];
+}
+
 static int set_versions(lua_State *L, SSL_CTX *ctx) {
-    int min = version_numbers[opt_choice(L, "min_version", "tls1.2", version_names)];
+    int min = version_option(L, "min_version", "tls1.2");
     int max = 0; /* the highest OpenSSL supports */
-    if (opt_string(L, "max_version", NULL) != NULL)
-        max = version_numbers[opt_choice(L, "max_version", NULL, version_names)];
+    if (lunatls_opt_string(L, OPTS, "max_version", NULL) != NULL)
+        max = version_option(L, "max_version", NULL);
     if (max != 0 && max < min)
         return lunatls_fail(L, "max_version: lower than min_version", "config");
     if (!SSL_CTX_set_min_proto_version(ctx, min) || !SSL_CTX_set_max_proto_version(ctx, max))
@@ -324,37 +428,52 @@ static int set_versions(lua_State *L, SSL_CTX *ctx) {
     return 0;
 }
 
+/* Keeps a copy of list (or of the default) in *slot, for adopting later. */
+static void keep_list(lua_State *L, char **slot, const char *list, const char *def) {
+    *slot = OPENSSL_strdup(list != NULL ? list : def);
+    if (*slot == NULL) luaL_error(L, "new_context: out of memory");
+}
+
 static int set_algorithms(lua_State *L, SSL_CTX *ctx) {
-    const char *ciphers = opt_string(L, "ciphers", NULL);
-    const char *suites = opt_string(L, "ciphersuites", NULL);
-    const char *groups = opt_string(L, "groups", NULL);
+    ContextData *d = context_data(ctx);
+    const char *ciphers = lunatls_opt_string(L, OPTS, "ciphers", NULL);
+    const char *suites = lunatls_opt_string(L, OPTS, "ciphersuites", NULL);
+    const char *groups = lunatls_opt_string(L, OPTS, "groups", NULL);
     if (ciphers != NULL && SSL_CTX_set_cipher_list(ctx, ciphers) != 1)
         return lunatls_config_error(L, "ciphers", ciphers);
     if (suites != NULL && SSL_CTX_set_ciphersuites(ctx, suites) != 1)
         return lunatls_config_error(L, "ciphersuites", suites);
     if (groups != NULL && SSL_CTX_set1_groups_list(ctx, groups) != 1)
         return lunatls_config_error(L, "groups", groups);
+    keep_list(L, &d->ciphers, ciphers, OSSL_default_cipher_list());
+    keep_list(L, &d->ciphersuites, suites, OSSL_default_ciphersuites());
+    keep_list(L, &d->groups, groups, DEFAULT_GROUPS);
     return 0;
 }
 
 /* ---- ALPN ---- */
 
 /* Pushes and returns the ALPN wire format (length-prefixed names) of the
- * list at idx, which is option `what` of argument argn. */
-const char *lunatls_push_alpn_wire(lua_State *L, int idx, int argn, const char *what,
-                                   size_t *len) {
+ * list at index list, a plain copy made by lunatls_opt_list of option
+ * 'alpn' of argument arg. */
+const char *lunatls_push_alpn_wire(lua_State *L, int list, int arg, size_t *len) {
     luaL_Buffer b;
-    lua_Integer i, n = luaL_len(L, idx);
+    lua_Integer i, n = (lua_Integer)lua_rawlen(L, list);
+    for (i = 1; i <= n; i++) { /* checked before the buffer takes the stack */
+        size_t name_len;
+        lua_rawgeti(L, list, i);
+        lua_tolstring(L, -1, &name_len);
+        lua_pop(L, 1);
+        if (name_len == 0 || name_len > 255)
+            luaL_argerror(L, arg, "option 'alpn': protocol names are strings of 1 to 255 bytes");
+    }
     luaL_buffinit(L, &b);
     for (i = 1; i <= n; i++) {
-        size_t name_len = 0;
-        const char *name = NULL;
-        /* a number is not a name (lua_tolstring would quietly convert it) */
-        if (lua_geti(L, idx, i) == LUA_TSTRING) name = lua_tolstring(L, -1, &name_len);
-        if (name == NULL || name_len == 0 || name_len > 255)
-            luaL_argerror(L, argn, lua_pushfstring(L, "option '%s': protocol names are "
-                                                      "strings of 1 to 255 bytes", what));
-        lua_pop(L, 1);
+        size_t name_len;
+        const char *name;
+        lua_rawgeti(L, list, i);
+        name = lua_tolstring(L, -1, &name_len);
+        lua_pop(L, 1); /* anchored by the list, which is a plain table on the stack */
         luaL_addchar(&b, (char)name_len);
         luaL_addlstring(&b, name, name_len);
     }
@@ -366,11 +485,12 @@ const char *lunatls_push_alpn_wire(lua_State *L, int idx, int argn, const char *
  * client that offers none of them gets no ALPN answer rather than an alert. */
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
-    lunatls_Context *c = (lunatls_Context *)arg;
+    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
     unsigned char *selected;
-    (void)ssl;
-    if (SSL_select_next_proto(&selected, outlen, c->alpn, c->alpn_len, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    (void)arg;
+    if (d == NULL || d->alpn == NULL ||
+        SSL_select_next_proto(&selected, outlen, d->alpn, d->alpn_len, in, inlen) !=
+            OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_NOACK;
     *out = selected;
     return SSL_TLSEXT_ERR_OK;
@@ -379,17 +499,14 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 static void set_alpn(lua_State *L, lunatls_Context *c) {
     size_t len;
     const char *wire;
-    if (lua_getfield(L, 1, "alpn") == LUA_TNIL) {
-        lua_pop(L, 1);
-        return;
-    }
-    if (!lua_istable(L, -1)) option_error(L, "alpn", "list of strings");
-    wire = lunatls_push_alpn_wire(L, lua_gettop(L), 1, "alpn", &len);
+    ContextData *d = context_data(c->ctx);
+    if (lunatls_opt_list(L, OPTS, "alpn") < 0) return;
+    wire = lunatls_push_alpn_wire(L, lua_gettop(L), OPTS, &len);
     if (c->is_server) {
-        c->alpn = (unsigned char *)OPENSSL_memdup(wire, len);
-        if (c->alpn == NULL && len > 0) luaL_error(L, "new_context: out of memory");
-        c->alpn_len = (unsigned int)len;
-        SSL_CTX_set_alpn_select_cb(c->ctx, select_alpn, c);
+        d->alpn = (unsigned char *)OPENSSL_memdup(wire, len);
+        if (d->alpn == NULL && len > 0) luaL_error(L, "new_context: out of memory");
+        d->alpn_len = (unsigned int)len;
+        SSL_CTX_set_alpn_select_cb(c->ctx, select_alpn, NULL);
     } else if (SSL_CTX_set_alpn_protos(c->ctx, (const unsigned char *)wire,
                                        (unsigned int)len) != 0) {
         luaL_error(L, "new_context: out of memory");
@@ -400,29 +517,39 @@ static void set_alpn(lua_State *L, lunatls_Context *c) {
 /* ---- sessions and callbacks ---- */
 
 static void set_sessions(lua_State *L, SSL_CTX *ctx, int is_server) {
-    static const unsigned char id_context[] = "lunatls";
-    int cache = opt_boolean(L, "session_cache", 1);
-    int tickets = opt_boolean(L, "tickets", 1);
+    int cache = lunatls_opt_boolean(L, OPTS, "session_cache", 1);
+    int tickets = lunatls_opt_boolean(L, OPTS, "tickets", 1);
     if (!is_server) return;
     SSL_CTX_set_session_cache_mode(ctx, cache ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
     if (!tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-    /* Resumption with client certificates needs a session id context. */
-    SSL_CTX_set_session_id_context(ctx, id_context, sizeof id_context - 1);
+    /* Resumption with client certificates needs a session id context; each
+     * handshake replaces it by one bound to the server name (hello.c). */
+    SSL_CTX_set_session_id_context(ctx, context_data(ctx)->secret, SECRET_LEN);
 }
 
-/* Keeps the Lua callbacks in the context's uservalue table (at index ud). */
+/* Pushes the option if it is a function (or absent: nil); raises otherwise. */
+static void push_function(lua_State *L, const char *name) {
+    lunatls_opt_push(L, OPTS, name, LUA_TFUNCTION, "function");
+}
+
+/* Keeps the Lua callbacks in the context's uservalue table (at index ud).
+ * Every server context reads the ClientHello itself (hello.c): the SNI,
+ * the servername callback and the sessions' binding happen there, before
+ * OpenSSL picks the version, the cipher or a session to resume. */
 static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
     lua_newtable(L);
-    opt_function(L, "keylog");
+    push_function(L, "keylog");
     if (!lua_isnil(L, -1)) SSL_CTX_set_keylog_callback(c->ctx, lunatls_keylog_callback);
     lua_setfield(L, -2, "keylog");
-    opt_function(L, "servername");
-    if (!lua_isnil(L, -1)) {
-        if (!c->is_server) luaL_argerror(L, 1, "option 'servername' is for servers");
-        SSL_CTX_set_tlsext_servername_callback(c->ctx, lunatls_servername_callback);
-    }
+    push_function(L, "servername");
+    if (!lua_isnil(L, -1) && !c->is_server)
+        luaL_argerror(L, OPTS, "option 'servername' is for servers");
     lua_setfield(L, -2, "servername");
     lua_setiuservalue(L, ud, CTX_UV_CALLBACKS);
+    if (c->is_server) {
+        SSL_CTX_set_client_hello_cb(c->ctx, lunatls_client_hello_callback, NULL);
+        SSL_CTX_set_tlsext_servername_callback(c->ctx, lunatls_ack_servername);
+    }
 }
 
 static const char *const mode_choices[] = {"client", "server", NULL};
@@ -449,10 +576,9 @@ static int configure(lua_State *L, lunatls_Context *c, int ud) {
 static int context_new(lua_State *L) {
     lunatls_Context *c;
     int is_server, n;
-    luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    check_known_options(L);
-    is_server = opt_choice(L, "mode", NULL, mode_choices) == 1;
+    lunatls_options_snapshot(L, OPTS, known_options);
+    is_server = lunatls_opt_choice(L, OPTS, "mode", NULL, mode_choices) == 1;
     c = (lunatls_Context *)lua_newuserdatauv(L, sizeof *c, CTX_NUV);
     memset(c, 0, sizeof *c);
     luaL_setmetatable(L, LUNATLS_CONTEXT);
@@ -460,18 +586,79 @@ static int context_new(lua_State *L) {
     ERR_clear_error();
     c->ctx = SSL_CTX_new(is_server ? TLS_server_method() : TLS_client_method());
     if (c->ctx == NULL) return lunatls_config_error(L, "new_context", NULL);
-    SSL_CTX_set_app_data(c->ctx, c);
+    if (!attach_data(c->ctx)) return luaL_error(L, "new_context: out of memory");
     if ((n = configure(L, c, 2)) != 0) return n;
     lua_settop(L, 2);
     return 1;
 }
 
+/* ---- adopting a context during a handshake (hello.c) ---- */
+
+/* Copies the chosen context's verification parameters over the SSL's, all
+ * of them: flags are replaced, not added to. */
+static int adopt_verify_param(SSL *ssl, SSL_CTX *chosen) {
+    X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+    uint32_t inherit = X509_VERIFY_PARAM_get_inh_flags(param);
+    int ok;
+    X509_VERIFY_PARAM_set_inh_flags(param, X509_VP_FLAG_OVERWRITE | X509_VP_FLAG_RESET_FLAGS);
+    ok = X509_VERIFY_PARAM_inherit(param, SSL_CTX_get0_param(chosen)) == 1;
+    X509_VERIFY_PARAM_set_inh_flags(param, inherit);
+    return ok;
+}
+
+/* Makes the SSL follow the chosen server context as if it had been created
+ * from it. SSL_set_SSL_CTX switches the certificate, key, chain, trust
+ * store, ALPN and callbacks, but an SSL keeps its own copy of everything
+ * else it took from its first context: verify mode and parameters,
+ * versions, cipher lists, groups, options (tickets) and ticket count. Each
+ * is copied here, so a virtual host stricter than the default is never
+ * reached under the default's policy. What stays with the first context
+ * (OpenSSL keeps it in the session context): the session cache and the
+ * ticket keys; sessions are bound to the chosen context anyway
+ * (lunatls_bind_sessions). Returns 1, or 0 on failure. */
+int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen) {
+    const ContextData *d = context_data(chosen);
+    if (d == NULL || SSL_set_SSL_CTX(ssl, chosen) != chosen) return 0;
+    SSL_clear_options(ssl, SSL_get_options(ssl));
+    SSL_set_options(ssl, SSL_CTX_get_options(chosen));
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(chosen), NULL);
+    return adopt_verify_param(ssl, chosen) &&
+           SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(chosen)) == 1 &&
+           SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(chosen)) == 1 &&
+           SSL_set_cipher_list(ssl, d->ciphers) == 1 &&
+           SSL_set_ciphersuites(ssl, d->ciphersuites) == 1 &&
+           SSL_set1_groups_list(ssl, d->groups) == 1 &&
+           SSL_set_num_tickets(ssl, SSL_CTX_get_num_tickets(chosen)) == 1;
+}
+
+/* Sets the SSL's session id context to a digest of its context's secret and
+ * the server name the client asked for: OpenSSL resumes a session only
+ * under the session id context it was made in, so a session never carries
+ * a client to another context (another certificate, verify mode or policy)
+ * nor to another host name, and no state is shared between processes.
+ * Returns 1, or 0 on failure. */
+int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len) {
+    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
+    unsigned char input[SECRET_LEN + 1 + 255], digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (d == NULL || len > 255) return 0;
+    memcpy(input, d->secret, SECRET_LEN);
+    input[SECRET_LEN] = server_name != NULL; /* no SNI differs from every name */
+    if (len > 0) memcpy(input + SECRET_LEN + 1, server_name, len);
+    if (EVP_Digest(input, SECRET_LEN + 1 + len, digest, &digest_len, EVP_sha256(), NULL) != 1)
+        return 0;
+    return SSL_set_session_id_context(ssl, digest, digest_len < SSL_MAX_SID_CTX_LENGTH
+                                                       ? digest_len : SSL_MAX_SID_CTX_LENGTH);
+}
+
+/* ---- the object ---- */
+
+/* Frees our reference only: connections hold their own, and what their
+ * callbacks read (ContextData) goes with the last of them. */
 static int context_gc(lua_State *L) {
     lunatls_Context *c = (lunatls_Context *)luaL_checkudata(L, 1, LUNATLS_CONTEXT);
     SSL_CTX_free(c->ctx);
-    OPENSSL_free(c->alpn);
     c->ctx = NULL;
-    c->alpn = NULL;
     return 0;
 }
 
@@ -504,6 +691,8 @@ void lunatls_open_context(lua_State *L) {
         {"new_context", context_new},
         {NULL, NULL},
     };
+    if (!CRYPTO_THREAD_run_once(&data_index_once, new_data_index) || data_index < 0)
+        luaL_error(L, "lunatls: cannot register with OpenSSL");
     lunatls_newclass(L, LUNATLS_CONTEXT, methods, metamethods);
     luaL_setfuncs(L, functions, 0);
 }

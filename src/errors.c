@@ -7,6 +7,7 @@
  *   "closed"   the peer sent close_notify
  *   "syscall"  the operating system reported an error (fd mode)
  *   "config"   a certificate, key, CA or option that will not load
+ *   "callback" a Lua callback of the connection raised an error
  *
  * OpenSSL's error queue is per thread and shared by every connection, so the
  * callers clear it before each SSL_* call and we drain it here. */
@@ -57,9 +58,10 @@ static void push_load_reason(lua_State *L) {
         lua_pushstring(L, reason != NULL ? reason : hint != NULL ? hint : "unknown error");
 }
 
-/* nil, "<what>: <detail>: <reason>", "config" */
+/* nil, "<what>: <detail>: <reason>", "config"; a long detail (a path or a
+ * list the caller gave) is cut short. */
 int lunatls_config_error(lua_State *L, const char *what, const char *detail) {
-    if (detail != NULL) lua_pushfstring(L, "%s: %s: ", what, detail);
+    if (detail != NULL) lua_pushfstring(L, "%s: %s: ", what, lunatls_push_bounded(L, detail));
     else lua_pushfstring(L, "%s: ", what);
     push_load_reason(L);
     lua_concat(L, 2);
@@ -146,35 +148,6 @@ static int syscall_error(lua_State *L, lunatls_Conn *c, const char *op, int save
     return lunatls_fail(L, lua_tostring(L, -1), "eof");
 }
 
-/* After a fatal error OpenSSL does no more I/O, and later calls fail with
- * SSL_ERROR_SYSCALL and an empty error queue: what a vanished peer looks
- * like. The Conn (at stack index 1) keeps its last failure to tell the two
- * apart: a connection that failed says so again rather than "eof". */
-static int keep_failure(lua_State *L, lunatls_Conn *c, int n) {
-    lua_createtable(L, 2, 0);
-    lua_pushvalue(L, -3);
-    lua_rawseti(L, -2, 1);
-    lua_pushvalue(L, -2);
-    lua_rawseti(L, -2, 2);
-    lua_setiuservalue(L, 1, CONN_UV_FAILURE);
-    c->failed = 1;
-    return n;
-}
-
-/* nil, message, code of the Conn's first failure (at stack index 1). */
-int lunatls_repeat_failure(lua_State *L) {
-    luaL_pushfail(L);
-    lua_getiuservalue(L, 1, CONN_UV_FAILURE);
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    lua_remove(L, -3);
-    return 3;
-}
-
-static int is_silent_failure(lunatls_Conn *c, int saved_errno) {
-    return ERR_peek_error() == 0 && !(c->fd_mode && saved_errno != 0);
-}
-
 /* Errors that say a call was made at the wrong moment (write after our
  * close_notify, shutdown during the handshake, a write retried with fewer
  * bytes) and leave the connection as it was: they are reported, not kept,
@@ -184,10 +157,13 @@ static int is_usage_error(unsigned long e) {
            is_reason(e, SSL_R_BAD_WRITE_RETRY) || is_reason(e, SSL_R_UNINITIALIZED);
 }
 
-/* Maps a failed SSL_do_handshake/read/write/shutdown (ret <= 0) to Lua results. */
-int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
-                       lunatls_StatusStyle style) {
+/* Maps a failed SSL_do_handshake/read/write/shutdown (ret <= 0) to Lua
+ * results; *fatal says whether the connection is finished (OpenSSL allows
+ * no more I/O on it). What follows from that is conn.c's business. */
+int lunatls_io_result(lua_State *L, lunatls_Conn *c, int ret, const char *op,
+                      lunatls_StatusStyle style, int *fatal) {
     int saved_errno = errno;
+    *fatal = 0;
     switch (SSL_get_error(c->ssl, ret)) {
     case SSL_ERROR_WANT_READ:
         return push_status(L, UPV_WANT_READ, style);
@@ -198,10 +174,10 @@ int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
         return lunatls_fail(L, lua_tostring(L, -1), "closed");
     case SSL_ERROR_SYSCALL:
-        if (c->failed && is_silent_failure(c, saved_errno)) return lunatls_repeat_failure(L);
-        return keep_failure(L, c, syscall_error(L, c, op, saved_errno));
+        *fatal = 1;
+        return syscall_error(L, c, op, saved_errno);
     default: /* SSL_ERROR_SSL, and the WANT_* of callbacks we never install */
-        if (is_usage_error(ERR_peek_last_error())) return ssl_error(L, c, op);
-        return keep_failure(L, c, ssl_error(L, c, op));
+        *fatal = !is_usage_error(ERR_peek_last_error());
+        return ssl_error(L, c, op);
     }
 }

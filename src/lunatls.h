@@ -15,13 +15,13 @@
 #define LUNATLS_CERTIFICATE "lunatls.Certificate"
 #define LUNATLS_SESSION "lunatls.Session"
 
-/* lunatls.Context: an SSL_CTX and what its callbacks need. */
+/* lunatls.Context: an SSL_CTX. What OpenSSL's callbacks need lives with the
+ * SSL_CTX itself (context.c: ContextData), so that it lasts exactly as long
+ * as the last connection using it, whatever order finalizers run in. */
 typedef struct {
     SSL_CTX *ctx;
     int is_server;
     int check_hostname;   /* client: new_conn insists on a server_name */
-    unsigned char *alpn;  /* server: preference list, ALPN wire format */
-    unsigned int alpn_len;
 } lunatls_Context;
 
 /* Uservalue slots of a Context. */
@@ -36,7 +36,8 @@ typedef struct {
     int is_server;
     int fd_mode;
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
-    int failed;           /* an I/O call failed; {message, code} is in CONN_UV_FAILURE */
+    int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
+    int hellos;           /* server: ClientHellos seen (a second one follows a HelloRetryRequest) */
 } lunatls_Conn;
 
 /* Uservalue slots of a Conn: what it keeps alive. */
@@ -44,6 +45,7 @@ enum {
     CONN_UV_CONTEXT = 1,   /* the Context it was made from */
     CONN_UV_NETBIO,        /* the network end of its own BIO pair */
     CONN_UV_SNI_CONTEXT,   /* a Context chosen by the servername callback */
+    CONN_UV_SERVER_NAME,   /* server: the SNI of the ClientHello (hello.c) */
     CONN_UV_TRANSPORT,     /* the socket object given as fd, if any */
     CONN_UV_ERROR,         /* an error raised by a Lua callback */
     CONN_UV_FAILURE,       /* the last I/O failure: {message, code} (errors.c) */
@@ -80,18 +82,32 @@ enum {
 typedef enum { STATUS_FIRST, STATUS_SECOND } lunatls_StatusStyle;
 
 /* errors.c */
-int lunatls_repeat_failure(lua_State *L);
-int lunatls_io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
-                       lunatls_StatusStyle style);
+int lunatls_io_result(lua_State *L, lunatls_Conn *c, int ret, const char *op,
+                      lunatls_StatusStyle style, int *fatal);
 int lunatls_config_error(lua_State *L, const char *what, const char *detail);
 int lunatls_fail(lua_State *L, const char *message, const char *code);
 const char *lunatls_last_reason(void);
 
+/* options.c: options tables, read once and anchored */
+void lunatls_options_snapshot(lua_State *L, int arg, const char *const known[]);
+int lunatls_opt_push(lua_State *L, int arg, const char *name, int type, const char *expected);
+const char *lunatls_opt_string(lua_State *L, int arg, const char *name, size_t *len);
+const char *lunatls_opt_bytes(lua_State *L, int arg, const char *name, size_t *len);
+int lunatls_opt_boolean(lua_State *L, int arg, const char *name, int def);
+int lunatls_opt_choice(lua_State *L, int arg, const char *name, const char *def,
+                       const char *const choices[]);
+int lunatls_choice(lua_State *L, int arg, const char *name, const char *s, size_t len,
+                   const char *const choices[]);
+lua_Integer lunatls_opt_list(lua_State *L, int arg, const char *name);
+int lunatls_opt_type_error(lua_State *L, int arg, const char *name, const char *expected);
+const char *lunatls_push_quoted(lua_State *L, const char *s, size_t len);
+const char *lunatls_push_bounded(lua_State *L, const char *s);
+
 /* context.c */
 lunatls_Context *lunatls_checkcontext(lua_State *L, int idx);
-lunatls_Context *lunatls_testcontext(lua_State *L, int idx);
-const char *lunatls_push_alpn_wire(lua_State *L, int idx, int argn, const char *what,
-                                   size_t *len);
+const char *lunatls_push_alpn_wire(lua_State *L, int list, int arg, size_t *len);
+int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen);
+int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len);
 void lunatls_open_context(lua_State *L);
 
 /* bio.c */
@@ -102,9 +118,17 @@ void lunatls_open_bio(lua_State *L);
 /* conn.c */
 lunatls_Conn *lunatls_checkconn(lua_State *L, int idx);
 int lunatls_conn_new(lua_State *L);
-void lunatls_keylog_callback(const SSL *ssl, const char *line);
-int lunatls_servername_callback(SSL *ssl, int *alert, void *arg);
 void lunatls_open_conn(lua_State *L);
+
+/* callback.c: running Lua callbacks from inside OpenSSL */
+lunatls_Conn *lunatls_callback_conn(const SSL *ssl);
+int lunatls_call_protected(lunatls_Conn *c, lua_CFunction f, void *arg);
+int lunatls_push_callback(lua_State *L, lunatls_Conn *c, const char *name);
+void lunatls_keylog_callback(const SSL *ssl, const char *line);
+
+/* hello.c: the server's ClientHello (SNI, the servername callback) */
+int lunatls_client_hello_callback(SSL *ssl, int *alert, void *arg);
+int lunatls_ack_servername(SSL *ssl, int *alert, void *arg);
 
 /* x509.c */
 lunatls_Certificate *lunatls_newcertificate(lua_State *L);
