@@ -33,8 +33,11 @@ return function(core, fixtures)
   }
 
   --- The state of one run: the input cursor, and the objects.
+  local ca_file = assert(io.open(fixtures .. "ca.pem"))
+  local ca_text = ca_file:read("a")
+  ca_file:close()
   local function new_run(data, probe)
-    return { data = data, pos = 1, probe = probe, conns = {}, certs = {}, sessions = {},
+    return { data = data, pos = 1, probe = probe, conns = {}, certs = {}, sessions = {}, ca_text = ca_text,
              -- per connection: bytes written and not yet read by the peer, and
              -- whether the stream towards it may have been tampered with
              expected = { "", "", "", "" }, tainted = {}, unsent = {},
@@ -62,6 +65,27 @@ return function(core, fixtures)
     return table.unpack(result, 1, result.n)
   end
 
+  --- `t` seen through a proxy, as a config object reading the environment
+  -- would be: every read runs the collector a step and returns a string
+  -- that nothing else holds, so C that keeps a pointer to a value it has
+  -- let go of reads freed memory (ASan) or garbage.
+  local function proxy(t)
+    return setmetatable({}, { __index = function(_, k)
+      collectgarbage("step")
+      local v = t[k]
+      if type(v) == "string" then return (v .. "#"):sub(1, -2) end
+      return v
+    end })
+  end
+
+  --- A list read only through __len and __index, with fresh names.
+  local function proxy_list(prefix, n)
+    return setmetatable({}, {
+      __len = function() collectgarbage("step"); return n end,
+      __index = function(_, k) collectgarbage("step"); return prefix .. ("-"):rep(40) .. k end,
+    })
+  end
+
   --- new_conn: bytes ctx, then (client) name and session, then buffer.
   local function new_conn(r, i)
     local client = i % 2 == 1
@@ -75,8 +99,16 @@ return function(core, fixtures)
     end
     local b = byte(r) -- multiple of 4: a small BIO pair of its own
     if b % 4 == 0 then opts.buffer_size = 1 + (b >> 2) * 256 end
+    if b % 8 == 1 then opts = proxy(opts) end
     if r.conns[i] then r.conns[i]:close() end
-    r.conns[i] = c:new_conn(opts)
+    -- a session whose server is not valid for the name is refused (raises)
+    local ok, conn = guarded(c.new_conn, c, opts)
+    if not ok then
+      r.conns[i] = nil
+      if r.conns[peer_of(i)] then r.tainted[peer_of(i)] = true end
+      return
+    end
+    r.conns[i] = conn
     r.expected[i], r.tainted[i], r.unsent[i], r.failure[i] = "", false, nil, nil
     -- the old peer's stream now comes from a stranger
     if r.conns[peer_of(i)] then r.tainted[peer_of(i)] = true end
@@ -274,13 +306,23 @@ return function(core, fixtures)
     guarded(server.write, server, "late")
   end
 
+  ops[20] = function(r) -- contexts configured through proxies, used at once
+    local opts = { mode = byte(r) % 2 == 0 and "server" or "client",
+                   certificate = fixtures .. "server.pem", key = fixtures .. "server.key",
+                   ca = byte(r) % 2 == 0 and r.ca_text or nil,
+                   ciphers = "ECDHE+AESGCM:" .. "ECDHE+CHACHA20:" .. ("!eNULL:"):rep(byte(r) % 8),
+                   alpn = proxy_list("fz", 1 + byte(r) % 4), verify = "none" }
+    local ok, c = guarded(core.new_context, proxy(opts))
+    if ok and c then guarded(c.new_conn, c, proxy { alpn = opts.mode == "client" and proxy_list("a", 2) or nil }) end
+  end
+
   --- run(data[, probe[, trace]]): trace(op, slot) before each operation.
   return function(data, probe, trace)
     local r = new_run(data, probe)
     local steps = 0
     while r.pos <= #data and steps < 400 do
       steps = steps + 1
-      local op, i = byte(r) % 20, byte(r) % SLOTS + 1
+      local op, i = byte(r) % 21, byte(r) % SLOTS + 1
       local conn = r.conns[i]
       if trace then trace(op, i, conn) end
       if op == 0 or not conn then

@@ -187,8 +187,9 @@ for _, name in ipairs(names) do
 end
 
 -- new_context with a password function, returning the password, or a
--- number (converted to a string inside OpenSSL's callback: an allocation).
-for _, password in ipairs { function() return "secret" end, function() return 42 end } do
+-- password it builds (an allocation inside OpenSSL's callback).
+for _, password in ipairs { function() return "secret" end,
+                            function() return ("%s%s"):format("sec", "ret") end } do
   n = 1
   while true do
     local opts = { mode = "server", certificate = fixtures .. "server.pem",

@@ -227,8 +227,10 @@ static int set_certificate(lua_State *L, SSL_CTX *ctx) {
 /* What the password callback needs during new_context. */
 typedef struct {
     lua_State *L;
-    int failed;   /* the password function raised: its error is on the stack top */
-    int too_long; /* the password does not fit OpenSSL's buffer */
+    int failed;           /* the password function raised: its error is on the stack top */
+    int too_long;         /* the password does not fit OpenSSL's buffer of this size */
+    const char *returned; /* the type the password function returned, when not a string */
+    int nul;              /* the password function returned a string with a NUL byte */
 } PasswordSource;
 
 /* OpenSSL's buffer for the password, and how much of it we filled. */
@@ -237,6 +239,8 @@ typedef struct {
     int size;
     int len;
     int too_long;
+    const char *returned; /* what the function returned, when not a password */
+    int nul;              /* ... a string with a NUL byte */
 } PasswordRequest;
 
 /* password_protected(opts, request): copies the password option, or what
@@ -247,11 +251,17 @@ static int password_protected(lua_State *L) {
     const char *pw;
     if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) {
         lua_call(L, 0, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "option 'password': the function returned %s, not a string",
-                       luaL_typename(L, -1));
+        if (lua_type(L, -1) != LUA_TSTRING) { /* a number is not a password either */
+            request->returned = luaL_typename(L, -1); /* a static string */
+            return 0;
+        }
     }
     pw = lua_tolstring(L, -1, &len);
+    if (strlen(pw) != len) { /* OpenSSL would cut the password short there */
+        request->returned = "a string with a NUL byte";
+        request->nul = 1;
+        return 0;
+    }
     if (len > (size_t)request->size) {
         request->too_long = 1;
         return 0;
@@ -267,7 +277,7 @@ static int password_protected(lua_State *L) {
 static int password_callback(char *buf, int size, int rwflag, void *userdata) {
     PasswordSource *src = (PasswordSource *)userdata;
     lua_State *L = src->L;
-    PasswordRequest request = {buf, size, 0, 0};
+    PasswordRequest request = {buf, size, 0, 0, NULL, 0};
     (void)rwflag;
     if (src->failed || !lua_checkstack(L, 3)) return 0;
     lua_pushcfunction(L, password_protected);
@@ -278,6 +288,8 @@ static int password_callback(char *buf, int size, int rwflag, void *userdata) {
         return 0;
     }
     if (request.too_long) src->too_long = size;
+    if (request.returned != NULL) src->returned = request.returned;
+    if (request.nul) src->nul = 1;
     return request.len;
 }
 
@@ -286,11 +298,12 @@ static void check_password_type(lua_State *L) {
     if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
         lunatls_opt_type_error(L, OPTS, "password", "string or function");
     lua_pop(L, 1);
+    if (t == LUA_TSTRING) lunatls_opt_string(L, OPTS, "password", NULL); /* refuses a NUL */
 }
 
 /* The private key of source s, or NULL with the failure's results in *failed. */
 static EVP_PKEY *read_key(lua_State *L, const char *s, size_t len, int *failed) {
-    PasswordSource src = {L, 0, 0};
+    PasswordSource src = {L, 0, 0, NULL, 0};
     EVP_PKEY *pkey = NULL;
     BIO *bio;
     if ((*failed = open_source(L, "key", s, len, 1, &bio)) != 0) return NULL;
@@ -301,6 +314,12 @@ static EVP_PKEY *read_key(lua_State *L, const char *s, size_t len, int *failed) 
         EVP_PKEY_free(pkey);
         ERR_clear_error();
         lua_error(L); /* the password function's own error */
+    }
+    if (src.returned != NULL) {
+        EVP_PKEY_free(pkey);
+        ERR_clear_error();
+        luaL_argerror(L, OPTS, lua_pushfstring(L, "option 'password': the function returned %s%s",
+                                               src.returned, src.nul ? "" : ", not a string"));
     }
     if (src.too_long) {
         EVP_PKEY_free(pkey);
