@@ -472,6 +472,13 @@ describe("NUL bytes", function()
     end, 1, "new_context", "option 'ca' contains a NUL byte")
   end)
 
+  it("in a digest name raise", function()
+    local p = pair.new():connect()
+    local cert = p.client.conn:peer_certificate()
+    pair.assert_bad_argument(function() cert:fingerprint("sha256\0md5") end, 1, "fingerprint",
+      "contains a NUL byte")
+  end)
+
   it("in server_name raise: the name is never cut short", function()
     pair.assert_bad_argument(function()
       pair.client_context():new_conn { server_name = "localhost\0.attacker.example" }

@@ -257,6 +257,7 @@ static int password_protected(lua_State *L) {
         }
     }
     pw = lua_tolstring(L, -1, &len);
+    if (pw == NULL) return 0; /* no password given: an empty one, and the key fails to open */
     if (strlen(pw) != len) { /* OpenSSL would cut the password short there */
         request->returned = "a string with a NUL byte";
         request->nul = 1;

@@ -122,6 +122,15 @@ const char *lunatls_opt_bytes(lua_State *L, int arg, const char *name, size_t *l
     return opt_lstring(L, arg, name, len);
 }
 
+/* Argument arg as text for OpenSSL, which reads a C string: def when absent,
+ * and a raise when a NUL byte would cut it short. */
+const char *lunatls_opttext(lua_State *L, int arg, const char *def) {
+    size_t len;
+    const char *s = luaL_optlstring(L, arg, def, &len);
+    if (s != NULL && strlen(s) != len) luaL_argerror(L, arg, "contains a NUL byte");
+    return s;
+}
+
 /* Text that OpenSSL will read as a C string (a path, a name, a list): a NUL
  * byte would silently cut it short, so it is refused. */
 const char *lunatls_opt_string(lua_State *L, int arg, const char *name, size_t *len) {

@@ -150,7 +150,7 @@ static int cert_serial(lua_State *L) {
 /* cert:fingerprint([digest]) -> lowercase hex of the DER's digest (sha256) */
 static int cert_fingerprint(lua_State *L) {
     X509 *x = checkcert(L);
-    const char *name = luaL_optstring(L, 2, "sha256");
+    const char *name = lunatls_opttext(L, 2, "sha256");
     unsigned char md[EVP_MAX_MD_SIZE];
     char hex[2 * EVP_MAX_MD_SIZE + 1];
     unsigned int i, len = 0;
@@ -158,7 +158,9 @@ static int cert_fingerprint(lua_State *L) {
     int ok = digest != NULL && X509_digest(x, digest, md, &len) == 1;
     EVP_MD_free(digest);
     ERR_clear_error();
-    if (!ok) return luaL_argerror(L, 2, lua_pushfstring(L, "unknown digest '%s'", name));
+    if (!ok)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "unknown digest %s",
+                                                   lunatls_push_quoted(L, name, strlen(name))));
     for (i = 0; i < len; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
     lua_pushlstring(L, hex, 2 * (size_t)len);
     return 1;
