@@ -8,7 +8,8 @@ local M = {}
 
 --- The documented error codes (third value of a failure), minus "config",
 -- which no I/O call returns.
-M.IO_CODES = { verify = true, protocol = true, eof = true, closed = true, syscall = true }
+M.IO_CODES = { verify = true, protocol = true, eof = true, closed = true, syscall = true,
+               callback = true }
 
 local function fail(fmt, ...)
   error("INVARIANT: " .. fmt:format(...), 2)

@@ -165,6 +165,31 @@ describe("interop: our server against openssl s_client", function()
     assert.matches("Verify return code: 0 (ok)", client:output(), 1, true)
   end)
 
+  -- TLS 1.2: s_client -reconnect reconnects before a TLS 1.3 ticket could arrive
+  for _, version in ipairs { "-tls1_2" } do
+    it("resumes s_client's sessions (" .. version .. " -reconnect) and knows the SNI of each", function()
+      local listener, port = link.listen()
+      local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d %s %s "
+        .. "-reconnect -servername localhost"):format(port, CLIENT_TRUST, version), { stdin = "" })
+      finally(function()
+        client:kill()
+        listener:close()
+      end)
+      local ctx, reused = pair.server_context(), 0
+      for _ = 1, 6 do -- the first connection and five reconnections
+        local sock = assert(link.accept(listener, 10), "s_client did not connect: " .. client:output())
+        local conn = ctx:new_conn()
+        local l = link.new(conn, sock)
+        assert.equal("done", l:handshake())
+        assert.equal("localhost", conn:server_name())
+        if conn:session_reused() then reused = reused + 1 end
+        l:shutdown(2)
+        l:close()
+      end
+      assert.is_true(reused >= 4, client:output())
+    end)
+  end
+
   it("selects ALPN and uses only its groups", function()
     local client, l, conn = s_client(VERIFY_LOCALHOST .. " -alpn http/1.1,h2", nil,
       { alpn = { "h2" }, groups = "P-384" })

@@ -466,6 +466,12 @@ describe("NUL bytes", function()
     end)
   end
 
+  it("in an option's name: 'mode\\0x' is an unknown option, not 'mode'", function()
+    pair.assert_bad_argument(function()
+      tls.new_context { mode = "client", ["verify\0x"] = "none" }
+    end, 1, "new_context", "unknown option 'verify\\0x'")
+  end)
+
   it("in PEM text (even first) raise", function()
     pair.assert_bad_argument(function()
       tls.new_context { mode = "client", ca = "\0" .. pair.read_fixture("ca.pem") }

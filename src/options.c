@@ -74,12 +74,14 @@ static void check_known(lua_State *L, int arg, const char *const known[]) {
     lua_pushnil(L);
     while (lua_next(L, arg) != 0) {
         int i, found = 0;
+        size_t len;
         lua_pop(L, 1);
-        if (lua_type(L, -1) == LUA_TSTRING)
+        if (lua_type(L, -1) == LUA_TSTRING) { /* by length: "mode\0x" is not "mode" */
+            const char *key = lua_tolstring(L, -1, &len);
             for (i = 0; known[i] != NULL && !found; i++)
-                found = strcmp(known[i], lua_tostring(L, -1)) == 0;
+                found = strlen(known[i]) == len && memcmp(known[i], key, len) == 0;
+        }
         if (!found) {
-            size_t len;
             const char *key = luaL_tolstring(L, -1, &len);
             luaL_argerror(L, arg, lua_pushfstring(L, "unknown option %s",
                                                   lunatls_push_quoted(L, key, len)));
@@ -100,6 +102,9 @@ void lunatls_options_snapshot(lua_State *L, int arg, const char *const known[]) 
     lua_replace(L, arg);
 }
 
+/* Pushes option `name` of the snapshot at arg (nil when absent: the caller
+ * pops it either way); raises unless it has type `type`. Returns whether
+ * it is present. */
 int lunatls_opt_push(lua_State *L, int arg, const char *name, int type, const char *expected) {
     int got;
     lua_pushstring(L, name);
