@@ -202,7 +202,7 @@ local function check_pattern(pattern)
     if pattern < 0 then error("bad argument #1 to 'receive' (invalid receive pattern)", 3) end
     return math.floor(pattern)
   end
-  local kind = type(pattern) == "string" and pattern:match("^%*?([la])")
+  local kind = type(pattern) == "string" and pattern:match("^%*([la])")
   if not kind then error("bad argument #1 to 'receive' (invalid receive pattern)", 3) end
   return kind
 end
