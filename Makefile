@@ -6,7 +6,11 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARNINGS  = -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow \
             -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS = $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INC)
+# The release: one place, the VERSION file (lunatls._VERSION, rockspec, dist).
+VERSION  := $(shell cat VERSION)
+ALL_CFLAGS = $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INC) \
+             -DLUNATLS_VERSION='"$(VERSION)"'
+
 LIBS      = -lssl -lcrypto
 
 SOURCES  = $(wildcard src/*.c)
@@ -23,7 +27,7 @@ PACKAGES = gcc make lua5.4 liblua5.4-dev libssl-dev lua-busted lua-socket \
 
 all: $(MODULE)
 
-$(MODULE): $(SOURCES) $(HEADERS) Makefile
+$(MODULE): $(SOURCES) $(HEADERS) Makefile VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared -o $@ $(SOURCES) $(LDFLAGS) $(LIBS)
 
@@ -224,3 +228,31 @@ fuzz-smoke: fuzz-build
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $$scratch fuzz/corpus/$$t; \
 	  rc=$$?; rm -rf $$scratch; [ $$rc = 0 ] || exit 1; \
 	done
+
+# ---- release (issue 12) ---------------------------------------------------------
+# `make dist`: offline, from the files git tracks in this tree (edits
+# included): build/dist/lunatls-$(VERSION).tar.gz (reproducible: sorted, fixed
+# owner and date) and lunatls-$(VERSION)-1.src.rock (that tarball and the
+# rockspec, zipped, as `luarocks pack` makes it). `make rock-check`: lints both
+# rockspecs, then `luarocks make`, `luarocks install` of the .src.rock and
+# `luarocks remove` into a scratch tree (scripts/rock-check.sh).
+DIST      = $(BUILD)/dist
+DIST_NAME = lunatls-$(VERSION)
+ROCKSPEC  = rockspec/lunatls-$(VERSION)-1.rockspec
+TARBALL   = $(DIST)/$(DIST_NAME).tar.gz
+SRC_ROCK  = $(DIST)/lunatls-$(VERSION)-1.src.rock
+
+.PHONY: dist rock-check
+
+dist:
+	@mkdir -p $(DIST)
+	@grep -q '^version = "$(VERSION)-1"' $(ROCKSPEC) || { echo "$(ROCKSPEC): version is not $(VERSION)-1"; exit 1; }
+	git ls-files -z | tar --null -T - --sort=name --owner=0 --group=0 --numeric-owner \
+	  --mtime="$$(git log -1 --format=%cI)" --transform 's,^,$(DIST_NAME)/,' -cf - | gzip -n > $(TARBALL)
+	rm -f $(SRC_ROCK)
+	cp $(ROCKSPEC) $(DIST)/
+	cd $(DIST) && zip -q -X $(notdir $(SRC_ROCK)) $(notdir $(ROCKSPEC)) $(notdir $(TARBALL))
+	@echo "built $(TARBALL) and $(SRC_ROCK)"
+
+rock-check: dist
+	sh scripts/rock-check.sh $(ROCKSPEC) $(SRC_ROCK)
