@@ -210,11 +210,12 @@ function M.wrap(sock, ctx_or_params)
   if type(sock) ~= "table" and type(sock) ~= "userdata" or not sock.getfd then
     error("bad argument #1 to 'wrap' (LuaSocket socket expected, got " .. type(sock) .. ")", 2)
   end
-  local ctx, message = ctx_or_params, nil
+  local ctx = ctx_or_params
   if not M.iscontext(ctx) then
     if type(ctx) ~= "table" then
       error("bad argument #2 to 'wrap' (context or table expected, got " .. type(ctx) .. ")", 2)
     end
+    local message
     ctx, message = M.newcontext(ctx_or_params)
     if not ctx then return nil, message end
   end

@@ -34,14 +34,14 @@ function P.client(port)
   c.out("go", conn:send("go\n"))
   conn:settimeout(0)
   local data = string.rep("x", SIZE)
-  local sent, err, last = conn:send(data)
-  c.out("first send", sent, err, last and last > 0 and last < SIZE)
+  local first, err, last = conn:send(data)
+  c.out("first send", first, err, last and last > 0 and last < SIZE)
   c.out("want", conn:want())
   local i = last
   while i < SIZE do
     socket.select(nil, { conn }, 10)
-    sent, err, last = conn:send(data, i + 1)
-    i = sent or last
+    local sent, _, upto = conn:send(data, i + 1)
+    i = sent or upto
   end
   c.out("all sent", i)
   conn:settimeout(0.3)

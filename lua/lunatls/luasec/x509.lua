@@ -142,7 +142,7 @@ function Cert:pem()
 end
 
 --- LuaSec's string encoding switch: lunatls always gives UTF-8.
-function Cert:setencode(encoding)
+function Cert.setencode(_, encoding)
   return encoding == "utf8" or encoding == "ascii"
 end
 
