@@ -9,8 +9,8 @@
 -- This file holds the LDoc text of the C functions instead of comments beside
 -- them in src/: src/conn.c, src/context.c and src/errors.c change often, and
 -- documentation kept apart cannot collide with those changes. Each entry names
--- its C function; spec/31-torture_spec.lua checks the list of names against the
--- real module and classes.
+-- its C function; spec/42-tooling_spec.lua checks that the names here are
+-- exactly those of the real module and classes.
 -- @module lunatls.core
 
 local core = {}

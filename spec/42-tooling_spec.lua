@@ -58,3 +58,42 @@ describe("the loopback shim", function()
     assert.has_no.errors(function() peers.check_loopback_shim() end)
   end)
 end)
+
+describe("docs/core.ldoc.lua (the C API for LDoc)", function()
+  local tls = require "lunatls.core"
+  local pair = require "helpers.pair"
+
+  local function documented()
+    local file = assert(io.open("docs/core.ldoc.lua", "rb"))
+    local text = file:read("a")
+    file:close()
+    local names = { core = {} }
+    for name in text:gmatch("\nfunction core%.([%w_]+)") do names.core[name] = true end
+    for name in text:gmatch("\ncore%.([%w_]+) =") do names.core[name] = true end
+    for class, method in text:gmatch("\nfunction (%u%w*):([%w_]+)") do
+      names[class] = names[class] or {}
+      names[class][method] = true
+    end
+    return names
+  end
+
+  local function real(object)
+    local set = {}
+    for name in pairs(debug.getmetatable(object).__index) do set[name] = true end
+    return set
+  end
+
+  it("documents exactly the functions and methods of the core", function()
+    local p = pair.new():connect()
+    p.client.conn:read() -- TLS 1.3: the ticket, so that a session exists
+    local module = {}
+    for name in pairs(tls) do module[name] = true end
+    local names = documented()
+    assert.are.same(module, names.core)
+    assert.are.same(real(pair.client_context()), names.Context)
+    assert.are.same(real(p.client.conn), names.Conn)
+    assert.are.same(real((tls.new_bio_pair())), names.BIO)
+    assert.are.same(real(p.client.conn:peer_certificate()), names.Certificate)
+    assert.are.same(real(p.client.conn:session()), names.Session)
+  end)
+end)
