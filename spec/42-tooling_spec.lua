@@ -97,3 +97,72 @@ describe("docs/core.ldoc.lua (the C API for LDoc)", function()
     assert.are.same(real(p.client.conn:session()), names.Session)
   end)
 end)
+
+-- The first ```lua block of a Markdown file that contains `marker`.
+local function snippet(path, marker)
+  local file = assert(io.open(path, "rb"))
+  local text = file:read("a")
+  file:close()
+  for code in text:gmatch("```lua\n(.-)```") do
+    if code:find(marker, 1, true) then return code end
+  end
+  error("no snippet with " .. marker .. " in " .. path)
+end
+
+describe("snippets run as written", function()
+  local tls = require "lunatls"
+  local pair = require "helpers.pair"
+  local process = require "helpers.process"
+
+  it("README's BIO-pair loop moves the last flight (a TLS 1.3 server then finishes)", function()
+    local code = snippet("README.md", "conn:bio()"):gsub('"ca%.pem"', '"spec/fixtures/ca.pem"')
+    local server = pair.server_context():new_conn()
+    local server_net = server:bio()
+    local printed
+    local env = setmetatable({
+      tls = tls,
+      print = function(...) printed = table.pack(...) end,
+      transport_send = function(data)
+        assert.are.equal(#data, server_net:write(data))
+        server:do_handshake()
+      end,
+      transport_receive = function()
+        server:do_handshake()
+        local parts = {}
+        repeat
+          local data = server_net:read()
+          parts[#parts + 1] = data
+        until not data
+        return table.concat(parts)
+      end,
+    }, { __index = _G })
+    assert(load(code, "=README.md", "t", env))()
+    assert.are.equal("TLSv1.3", printed[1])
+    assert.are.equal("done", server:do_handshake()) -- the client's Finished arrived
+  end)
+
+  it("docs/transports.md's luv recipe (needs lua-luv)", function()
+    if not pcall(require, "luv") then
+      pending("lua-luv is not installed")
+      return
+    end
+    local port = process.free_port()
+    local server = process.spawn(("REQUESTS=1 timeout 20 lua5.4 spec/luasec/run.lua lunatls https_server "
+      .. "server %d"):format(port))
+    finally(function() server:kill() end)
+    assert(process.wait_port(port, 10), server:output())
+    local code = snippet("docs/transports.md", 'require "luv"')
+      :gsub("4433", tostring(port)):gsub('"ca%.pem"', '"spec/fixtures/ca.pem"')
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local file = assert(io.open(path, "wb"))
+    file:write(code)
+    file:close()
+    local pipe = assert(io.popen(("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
+      .. "timeout 20 lua5.4 %s 2>&1"):format(path)))
+    local output = pipe:read("a")
+    assert.is_true(pipe:close(), output)
+    assert.matches("HTTP/1.0 200 OK", output)
+    assert.matches("GET / HTTP/1.0 body=0", output)
+  end)
+end)
