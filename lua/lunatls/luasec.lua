@@ -154,6 +154,23 @@ local function set_alpn(opts, params, ctx)
   end
 end
 
+-- verifyext: "lsec_continue" finishes the handshake whatever the chain
+-- (getpeerverification then reports); "lsec_ignore_purpose" has no effect;
+-- "crl_check"/"crl_check_chain" become verify_flags (a core with CRLs).
+local function set_verifyext(opts, params)
+  local flags = {}
+  for _, word in ipairs(list_of(params.verifyext)) do
+    if word == "lsec_continue" then opts.verify = "none"
+    elseif word == "crl_check" then flags[#flags + 1] = "crl_check"
+    elseif word == "crl_check_chain" then flags[#flags + 1] = "crl_check_all"
+    elseif word ~= "lsec_ignore_purpose" then
+      bad("verifyext", "lsec_continue, lsec_ignore_purpose, crl_check or crl_check_chain expected, got "
+          .. tostring(word))
+    end
+  end
+  if #flags > 0 then opts.verify_flags = flags end
+end
+
 local function lunatls_options(params, ctx)
   local opts = {
     mode = params.mode,
@@ -170,6 +187,7 @@ local function lunatls_options(params, ctx)
   check_options(opts, params)
   set_credentials(opts, params)
   set_alpn(opts, params, ctx)
+  set_verifyext(opts, params)
   if params.mode == "server" then opts.servername = connection.servername end
   return opts
 end
@@ -177,7 +195,7 @@ end
 --- Creates a context from LuaSec's parameter table.
 -- @tparam table params `mode`, `protocol`, `key`, `certificate`, `password`,
 -- `cafile`, `capath`, `verify`, `options`, `ciphers`, `ciphersuites`,
--- `curve`/`curveslist`, `depth`, `alpn`, `dhparam` (accepted; OpenSSL 3
+-- `curve`/`curveslist`, `depth`, `alpn`, `verifyext`, `dhparam` (accepted; OpenSSL 3
 -- chooses the DH group itself), `certificates` (the first pair is used)
 -- @return a context, or nil, message when a file will not load
 function M.newcontext(params)

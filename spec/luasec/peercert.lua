@@ -25,7 +25,7 @@ function P.server(port)
   local ctx = assert(ssl.newcontext(c.server_params {
     certificate = c.F .. "server-chain.pem", cafile = c.F .. "ca.pem",
     verify = { "peer", "fail_if_no_peer_cert" } }))
-  for round = 1, 3 do
+  for round = 1, 4 do
     local conn = assert(ssl.wrap(assert(server:accept()), ctx))
     local ok = conn:dohandshake()
     c.out("handshake", round, ok)
@@ -60,6 +60,17 @@ function P.client(port)
   conn:sni("localhost")
   c.out("untrusted", conn:dohandshake())
   c.out("verification", conn:getpeerverification())
+  conn:close()
+  -- the same, with LuaSec's "continue anyway": the handshake ends, the
+  -- verification result tells
+  conn = assert(ssl.wrap(c.connect(port), c.client_params {
+    cafile = c.F .. "otherca.pem", verifyext = { "lsec_continue" },
+    key = c.F .. "client.key", certificate = c.F .. "client.pem" }))
+  conn:sni("localhost")
+  c.out("continue", conn:dohandshake())
+  local ok, errors = conn:getpeerverification()
+  c.out("verification", ok, type(errors))
+  for depth, list in pairs(errors or {}) do c.out("depth", depth, table.concat(list, "; ")) end
   conn:close()
 end
 

@@ -337,14 +337,24 @@ function Conn:getpeerchain()
   return list
 end
 
---- true when the peer's chain verified; else false and a list of reasons
--- (lunatls keeps OpenSSL's final reason only: `{ {reason} }`).
+-- Where in the chain OpenSSL's (final) verify error sits, as LuaSec indexes
+-- it (depth + 1): a missing or untrusted issuer is found at the top of the
+-- chain the peer sent, anything else at its own certificate.
+local function error_index(conn, message)
+  if message:find("issuer", 1, true) or message:find("in certificate chain", 1, true) then
+    return math.max(1, #conn:peer_chain())
+  end
+  return 1
+end
+
+--- true when the peer's chain verified; else false and `{ [depth + 1] =
+-- {reason} }` (lunatls keeps OpenSSL's final reason only).
 function Conn:getpeerverification()
   local conn = handshaken(self)
   if not conn then return false, "closed" end
   local code, message = conn:verify_result()
   if code == 0 then return true end
-  return false, { { message } }
+  return false, { [error_index(conn, message)] = { message } }
 end
 
 local function not_available(name)
@@ -359,6 +369,10 @@ function Conn.getpeerfinished() return not_available("getpeerfinished") end
 function Conn.getlocalcertificate() return not_available("getlocalcertificate") end
 --- Not in lunatls: nil, reason.
 function Conn.getlocalchain() return not_available("getlocalchain") end
+--- DANE is not in lunatls: nil, reason.
+function Conn.setdane() return not_available("setdane") end
+--- DANE is not in lunatls: nil, reason.
+function Conn.settlsa() return not_available("settlsa") end
 
 --- The negotiated ALPN protocol, or nil.
 function Conn:getalpn()
