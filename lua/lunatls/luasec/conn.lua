@@ -100,9 +100,11 @@ local function wait(self, status, deadline)
   return err ~= "timeout"
 end
 
--- LuaSec's error text: OpenSSL's reason without lunatls's "<op>: " prefix.
+-- LuaSec's error text: OpenSSL's reason without lunatls's "<op>: " prefix
+-- (a vanished peer: "unexpected eof while reading", as OpenSSL 3 says it).
 local function luasec_error(message, code)
-  if code == "closed" or code == "eof" then return "closed" end
+  if code == "closed" then return "closed" end
+  if code == "eof" then return "unexpected eof while reading" end
   -- LuaSocket's word for a reset or aborted connection
   local text = tostring(message)
   if code == "syscall" and (text:find("reset by peer", 1, true) or text:find("abort", 1, true)) then
@@ -125,7 +127,8 @@ local function drive(self, method, deadline, ...)
       self.wanted = WANT[status]
       if not wait(self, status, deadline) then return nil, WANT_ERROR[status] end
     elseif result == nil then
-      self.wanted = "nothing"
+      -- OpenSSL leaves SSL_want() at reading (writing) after a failed read (write)
+      self.wanted = method == "write" and "write" or "read"
       if message == "closed" then return nil, "closed" end
       return nil, luasec_error(message, code)
     else
