@@ -93,7 +93,8 @@ bench-smoke: all bench-harness
 # ---- robustness (issue 4; docs/robustness.md, fuzz/README.md) ---------------
 # `make asan`: the module built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (gcc), and the whole busted suite run with it. Debian's lua5.4 is not
-# instrumented, so libasan is preloaded; fuzz/unpreload.c then takes
+# instrumented, so libasan is preloaded (the plain build too: the Lua
+# programs some specs start run on it); fuzz/unpreload.c then takes
 # LD_PRELOAD out of the environment, so the real peers the specs spawn
 # (openssl, gnutls-cli, curl) run plain and LeakSanitizer checks lua5.4 only.
 # `make valgrind`: the suite under memcheck; fails on any error or on a single
@@ -146,7 +147,7 @@ $(SAN_BUILD)/unpreload.so: fuzz/unpreload.c
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(WARNINGS) -O2 -fPIC -shared -o $@ fuzz/unpreload.c
 
-asan: deps-robust $(SAN_MODULE) $(SAN_BUILD)/unpreload.so $(LOOPBACK_SHIM)
+asan: deps-robust all $(SAN_MODULE) $(SAN_BUILD)/unpreload.so $(LOOPBACK_SHIM)
 	LUNATLS_SANITIZER=asan LUNATLS_EXPECT_MODULE=$(SAN_MODULE) $(SAN_ENV) \
 	  LD_PRELOAD="$(SAN_PRELOAD)" $(ROBUST_BUSTED) --cpath='$(SAN_BUILD)/?.so' \
 	  --helper=spec/helpers/robust.lua
