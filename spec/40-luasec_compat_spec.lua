@@ -113,3 +113,54 @@ describe("lunatls.luasec.https", function()
     assert.are.equal("POST /form HTTP/1.1 body=7", table.concat(parts))
   end)
 end)
+
+describe("lunatls.luasec errors", function()
+  local ssl = require "lunatls.luasec"
+  local socket = require "socket"
+  local F = "spec/fixtures/"
+
+  it("raise for a caller's mistake, naming the parameter", function()
+    for name, params in pairs {
+      mode = { mode = "both" },
+      protocol = { mode = "client", protocol = "sslv3" },
+      verify = { mode = "client", verify = "always" },
+      options = { mode = "client", options = { "no_such_option" } },
+      password = { mode = "server", password = 42 },
+      alpn = { mode = "client", alpn = 42 },
+      dhparam = { mode = "server", dhparam = "ffdhe2048" },
+      verifyext = { mode = "client", verifyext = { "lsec_maybe" } },
+    } do
+      local ok, err = pcall(ssl.newcontext, params)
+      assert.is_false(ok, name)
+      assert.matches("bad parameter '" .. name .. "'", err, 1, true)
+    end
+    assert.error_matches(function() ssl.newcontext("client") end, "bad argument #1 to 'newcontext'")
+    assert.error_matches(function() ssl.wrap(nil, {}) end, "bad argument #1 to 'wrap'")
+    assert.error_matches(function() ssl.wrap(socket.tcp(), 42) end, "bad argument #2 to 'wrap'")
+  end)
+
+  it("return nil, message for files that will not load", function()
+    local ctx, err = ssl.newcontext { mode = "server", key = F .. "missing.key", certificate = F .. "server.pem" }
+    assert.is_nil(ctx)
+    assert.matches("missing.key", err, 1, true)
+    ctx, err = ssl.newcontext { mode = "server", key = F .. "server-encrypted.key", password = "wrong",
+                                certificate = F .. "server.pem" }
+    assert.is_nil(ctx)
+    assert.matches("server-encrypted.key", err, 1, true)
+  end)
+
+  it("bad receive patterns raise; unsupported calls return nil, reason", function()
+    local server = assert(socket.bind("127.0.0.1", 0))
+    local tcp = socket.tcp()
+    assert(tcp:connect("127.0.0.1", select(2, server:getsockname())))
+    local conn = assert(ssl.wrap(tcp, { mode = "client" }))
+    finally(function() conn:close() server:close() end)
+    assert.error_matches(function() conn:receive("l") end, "invalid receive pattern")
+    assert.error_matches(function() conn:send({}) end, "bad argument #1 to 'send'")
+    assert.error_matches(function() conn:sni(42) end, "bad argument #1 to 'sni'")
+    local value, reason = conn:getfinished()
+    assert.is_nil(value)
+    assert.matches("not available in lunatls", reason)
+    assert.are.equal(-1, tcp:getfd()) -- the descriptor moved to the connection
+  end)
+end)
