@@ -36,7 +36,7 @@ local function run(impl, name, env)
 end
 
 local PROGRAMS = { "basic", "blocking", "nonblocking", "want", "sni", "alpn", "password",
-                   "peercert", "info", "receive", "close", "errors", "copas" }
+                   "peercert", "info", "receive", "close", "errors", "curves", "copas" }
 
 describe("lunatls.luasec runs LuaSec programs", function()
   setup(function()
