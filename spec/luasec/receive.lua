@@ -26,7 +26,7 @@ function P.server(port)
   local conn = assert(ssl.wrap(assert(server:accept()), ctx))
   c.out("handshake", conn:dohandshake())
   c.out("send", conn:send("half a li"))
-  socket.sleep(0.6)
+  socket.sleep(1.5) -- the client's 0.2 s receive times out meanwhile
   c.out("send", conn:send("ne\n"))
   c.out("ack", conn:receive("*l"))
   conn:close()
