@@ -6,7 +6,11 @@ CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARNINGS  = -std=c99 -Wall -Wextra -Werror -pedantic -Wshadow \
             -Wmissing-prototypes -Wstrict-prototypes
-ALL_CFLAGS = $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INC)
+# The release: one place, the VERSION file (lunatls._VERSION, rockspec, dist).
+VERSION  := $(shell cat VERSION)
+ALL_CFLAGS = $(WARNINGS) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INC) \
+             -DLUNATLS_VERSION='"$(VERSION)"'
+
 LIBS      = -lssl -lcrypto
 
 SOURCES  = $(wildcard src/*.c)
@@ -15,49 +19,47 @@ BUILD   ?= build
 MODULE   = $(BUILD)/lunatls/core.so
 BUSTED   = $(LUA) /usr/bin/busted
 
-# Debian packages: to build, to test, and the real TLS peers the tests use.
-PACKAGES = gcc make lua5.4 liblua5.4-dev libssl-dev lua-busted lua-socket \
-           luarocks openssl gnutls-bin curl ca-certificates
+# The Debian packages of each target are listed in scripts/deps.sh, the one
+# place that knows them; `deps-<target>` installs the missing ones (apt-get).
+DEPS     = sh scripts/deps.sh
 
-.PHONY: all deps demo test clean
+.PHONY: all demo test lint docs clean
 
 all: $(MODULE)
 
-$(MODULE): $(SOURCES) $(HEADERS) Makefile
+$(MODULE): $(SOURCES) $(HEADERS) Makefile VERSION
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -shared -o $@ $(SOURCES) $(LDFLAGS) $(LIBS)
 
-# Installs the missing packages only (apt-get update once, first); points
-# luarocks at Lua 5.4 when it defaults to another version.
-deps:
-	@missing=$$(for p in $(PACKAGES); do \
-	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
-	  done); \
-	if [ -n "$$missing" ]; then \
-	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  echo "installing:" $$missing; \
-	  $$sudo apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
-	@if [ "$$(luarocks config lua_version 2>/dev/null)" != 5.4 ]; then \
-	  sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	  $$sudo luarocks config --scope system lua_version 5.4 >/dev/null; \
-	fi
-
-demo: deps
-	$(MAKE) all
-	$(LUA) examples/demo.lua
-
-test: deps
-	$(MAKE) all $(LOOPBACK_SHIM)
-	$(BUSTED)
-
 # Test peers that cannot choose their address (gnutls-serv) run with this
-# preloaded, so that they listen on loopback only.
+# preloaded, so that they listen on loopback only. Every suite target (test,
+# asan, valgrind, gcstress) builds it; spec/helpers/peers.lua refuses to start
+# gnutls-serv without it.
 LOOPBACK_SHIM = $(BUILD)/loopback_bind.so
 $(LOOPBACK_SHIM): spec/helpers/loopback_bind.c
 	@mkdir -p $(dir $@)
 	$(CC) -Wall -Wextra -Werror -O2 -fPIC -shared -o $@ $< -ldl
+
+# `make deps-demo`, `make deps-test`, ...: the missing packages of a target
+# (make demo: the compiler, Lua 5.4 and its headers, libssl-dev; nothing else).
+deps-%:
+	@$(DEPS) $*
+
+# Prerequisites are made left to right: the packages first.
+demo: deps-demo all
+	$(LUA) examples/demo.lua
+
+test: deps-test all $(LOOPBACK_SHIM)
+	$(BUSTED)
+
+# luacheck with .luacheckrc (Lua 5.4, busted's globals in spec/).
+lint: deps-lint
+	luacheck lua spec examples
+
+# LDoc with config.ld into build/docs; any LDoc warning (file:line) fails.
+docs: deps-docs
+	@out=$$(ldoc . 2>&1); echo "$$out"; \
+	if echo "$$out" | grep -q ':[0-9][0-9]*: '; then echo "make docs: LDoc warnings above"; exit 1; fi
 
 clean:
 	rm -rf $(BUILD)
@@ -65,16 +67,16 @@ clean:
 # ---- benchmark (issue 5; bench/README.md) ----------------------------------
 # `make bench`: the full run (C harness vs lunatls, LuaSec and cqueues over
 # loopback TCP, memory per connection, callgrind instruction counts): a few
-# minutes. It installs the packages it alone needs; they are deliberately not
-# in PACKAGES, so `make test` never installs them. `make bench-smoke`: a few
+# minutes. It installs the packages it alone needs (scripts/deps.sh bench);
+# `make test` never installs them. `make bench-smoke`: a few
 # iterations of everything but callgrind, in about a second; `make test` runs
 # it through spec/90-bench_smoke_spec.lua so the benchmark cannot rot.
 # BENCH_ARGS passes options to bench/run.lua (e.g. BENCH_ARGS=--rounds=11).
-BENCH_PACKAGES = lua-sec lua-cqueues lua-luaossl valgrind
+# Its packages: scripts/deps.sh bench.
 BENCH_HARNESS  = $(BUILD)/bench/harness
 BENCH_ARGS    ?=
 
-.PHONY: bench bench-smoke bench-deps bench-harness
+.PHONY: bench bench-smoke bench-harness
 
 bench-harness: $(BENCH_HARNESS)
 
@@ -82,11 +84,7 @@ $(BENCH_HARNESS): bench/harness.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(WARNINGS) $(CFLAGS) -o $@ bench/harness.c $(LDFLAGS) $(LIBS)
 
-bench-deps:
-	@$(MAKE) --no-print-directory deps PACKAGES="$(BENCH_PACKAGES)"
-
-bench: deps bench-deps
-	$(MAKE) all bench-harness
+bench: deps-bench all bench-harness
 	$(LUA) bench/run.lua $(BENCH_ARGS)
 
 bench-smoke: all bench-harness
@@ -95,7 +93,8 @@ bench-smoke: all bench-harness
 # ---- robustness (issue 4; docs/robustness.md, fuzz/README.md) ---------------
 # `make asan`: the module built with AddressSanitizer + UndefinedBehaviorSanitizer
 # (gcc), and the whole busted suite run with it. Debian's lua5.4 is not
-# instrumented, so libasan is preloaded; fuzz/unpreload.c then takes
+# instrumented, so libasan is preloaded (the plain build too: the Lua
+# programs some specs start run on it); fuzz/unpreload.c then takes
 # LD_PRELOAD out of the environment, so the real peers the specs spawn
 # (openssl, gnutls-cli, curl) run plain and LeakSanitizer checks lua5.4 only.
 # `make valgrind`: the suite under memcheck; fails on any error or on a single
@@ -110,9 +109,8 @@ bench-smoke: all bench-harness
 # and regressions, then FUZZ_SMOKE_TIME seconds of fuzzing (make test runs it
 # through spec/34-fuzz-smoke_spec.lua). `--ignore-lua` stops busted from
 # re-executing itself (.busted names lua5.4), which would escape valgrind.
-ROBUST_PACKAGES = valgrind clang libclang-rt-14-dev
-# make test itself runs the fuzz smoke (clang, libFuzzer) and make oom (gcc's ASan)
-PACKAGES       += clang libclang-rt-14-dev
+# Packages: scripts/deps.sh robust (make test itself runs the fuzz smoke,
+# clang's libFuzzer, and make oom, gcc's ASan: scripts/deps.sh test has them).
 SAN_CC        ?= gcc
 SAN_BUILD      = $(BUILD)/asan
 SAN_MODULE     = $(SAN_BUILD)/lunatls/core.so
@@ -139,10 +137,7 @@ FUZZ_CFLAGS    = $(WARNINGS) -g -O1 -fsanitize=fuzzer,address,undefined \
 LUA_LIB       ?= -llua5.4
 OOM_BIN        = $(BUILD)/oom
 
-.PHONY: robust robust-deps asan valgrind gcstress fuzz fuzz-build fuzz-smoke oom
-
-robust-deps:
-	@$(MAKE) --no-print-directory deps PACKAGES="$(ROBUST_PACKAGES)"
+.PHONY: robust asan valgrind gcstress fuzz fuzz-build fuzz-smoke oom
 
 $(SAN_MODULE): $(SOURCES) $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
@@ -152,7 +147,7 @@ $(SAN_BUILD)/unpreload.so: fuzz/unpreload.c
 	@mkdir -p $(dir $@)
 	$(SAN_CC) $(WARNINGS) -O2 -fPIC -shared -o $@ fuzz/unpreload.c
 
-asan: deps $(SAN_MODULE) $(SAN_BUILD)/unpreload.so
+asan: deps-robust all $(SAN_MODULE) $(SAN_BUILD)/unpreload.so $(LOOPBACK_SHIM)
 	LUNATLS_SANITIZER=asan LUNATLS_EXPECT_MODULE=$(SAN_MODULE) $(SAN_ENV) \
 	  LD_PRELOAD="$(SAN_PRELOAD)" $(ROBUST_BUSTED) --cpath='$(SAN_BUILD)/?.so' \
 	  --helper=spec/helpers/robust.lua
@@ -167,7 +162,7 @@ asan: deps $(SAN_MODULE) $(SAN_BUILD)/unpreload.so
 VALGRIND_SKIP    = --filter-out="write%-retry rule" --filter-out="arrive one byte at a time" \
                    --filter-out="gnutls%-cli, tls1%.3.*resumption"
 
-valgrind: deps robust-deps all
+valgrind: deps-robust all $(LOOPBACK_SHIM)
 	LUNATLS_SANITIZER=valgrind LUNATLS_EXPECT_MODULE=$(MODULE) \
 	  $(VALGRIND) $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua $(VALGRIND_SKIP)
 
@@ -177,7 +172,7 @@ valgrind: deps robust-deps all
 # (10 s per operation; 0.3 s normally, 9 s under gcstress alone).
 GCSTRESS_SKIP = --filter-out="write%-retry rule"
 
-gcstress: deps all
+gcstress: deps-test all $(LOOPBACK_SHIM)
 	LUNATLS_SANITIZER=gcstress LUNATLS_EXPECT_MODULE=$(MODULE) \
 	  $(ROBUST_BUSTED) --helper=spec/helpers/robust.lua $(GCSTRESS_SKIP)
 
@@ -204,7 +199,7 @@ fuzz-build: $(addprefix $(FUZZ_BUILD)/,$(FUZZ_TARGETS))
 
 # Each target in turn, for FUZZ_TIME seconds (or FUZZ_RUNS executions); new
 # inputs go into the corpus.
-fuzz: deps robust-deps
+fuzz: deps-robust
 	$(MAKE) fuzz-build
 	for t in $(FUZZ_TARGETS); do \
 	  mkdir -p fuzz/corpus/$$t fuzz/regressions/$$t; \
@@ -224,3 +219,31 @@ fuzz-smoke: fuzz-build
 	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$t/ $$scratch fuzz/corpus/$$t; \
 	  rc=$$?; rm -rf $$scratch; [ $$rc = 0 ] || exit 1; \
 	done
+
+# ---- release (issue 12) ---------------------------------------------------------
+# `make dist`: offline, from the files git tracks in this tree (edits
+# included): build/dist/lunatls-$(VERSION).tar.gz (reproducible: sorted, fixed
+# owner and date) and lunatls-$(VERSION)-1.src.rock (that tarball and the
+# rockspec, zipped, as `luarocks pack` makes it). `make rock-check`: lints both
+# rockspecs, then `luarocks make`, `luarocks install` of the .src.rock and
+# `luarocks remove` into a scratch tree (scripts/rock-check.sh).
+DIST      = $(BUILD)/dist
+DIST_NAME = lunatls-$(VERSION)
+ROCKSPEC  = rockspec/lunatls-$(VERSION)-1.rockspec
+TARBALL   = $(DIST)/$(DIST_NAME).tar.gz
+SRC_ROCK  = $(DIST)/lunatls-$(VERSION)-1.src.rock
+
+.PHONY: dist rock-check
+
+dist: deps-dist
+	@mkdir -p $(DIST)
+	@grep -q '^version = "$(VERSION)-1"' $(ROCKSPEC) || { echo "$(ROCKSPEC): version is not $(VERSION)-1"; exit 1; }
+	git ls-files -z | tar --null -T - --sort=name --owner=0 --group=0 --numeric-owner \
+	  --mtime="$$(git log -1 --format=%cI)" --transform 's,^,$(DIST_NAME)/,' -cf - | gzip -n > $(TARBALL)
+	rm -f $(SRC_ROCK)
+	cp $(ROCKSPEC) $(DIST)/
+	cd $(DIST) && zip -q -X $(notdir $(SRC_ROCK)) $(notdir $(ROCKSPEC)) $(notdir $(TARBALL))
+	@echo "built $(TARBALL) and $(SRC_ROCK)"
+
+rock-check: dist
+	sh scripts/rock-check.sh $(ROCKSPEC) $(SRC_ROCK)

@@ -5,6 +5,7 @@ source = {
   url = "git+file:///dev/null",  -- built from the checkout with `luarocks make`
 }
 description = {
+  homepage = "https://github.com/lunatls/lunatls",
   summary = "Nonblocking TLS for Lua 5.4 over any transport (OpenSSL 3)",
   detailed = [[
 lunatls binds OpenSSL's TLS so that handshakes, reads, writes and shutdown
@@ -16,6 +17,7 @@ pipes, BIO pairs or nonblocking file descriptors.
 }
 dependencies = {
   "lua >= 5.4",
+  "luasocket",
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/ssl.h" },
@@ -38,5 +40,15 @@ build = {
     ["lunatls.transport.socket"] = "lua/lunatls/transport/socket.lua",
     ["lunatls.transport.memory"] = "lua/lunatls/transport/memory.lua",
     ["lunatls.transport.fd"] = "lua/lunatls/transport/fd.lua",
+    ["lunatls.luasec"] = "lua/lunatls/luasec.lua",
+    ["lunatls.luasec.conn"] = "lua/lunatls/luasec/conn.lua",
+    ["lunatls.luasec.x509"] = "lua/lunatls/luasec/x509.lua",
+    ["lunatls.luasec.info"] = "lua/lunatls/luasec/info.lua",
+    ["lunatls.luasec.https"] = "lua/lunatls/luasec/https.lua",
   },
+  copy_directories = { "docs", "examples" },
+}
+test = {
+  type = "command",
+  command = "make all && busted",
 }

@@ -3,7 +3,11 @@
 
 #include <openssl/err.h>
 
-#define LUNATLS_VERSION "0.1.0"
+/* The release, from the VERSION file: the Makefile and the rockspec pass it
+ * with -DLUNATLS_VERSION; a build that does not is a development one. */
+#ifndef LUNATLS_VERSION
+#define LUNATLS_VERSION "scm"
+#endif
 
 /* Every object's struct starts with its OpenSSL pointer, NULL once closed. */
 void *lunatls_checkopen(lua_State *L, int idx, const char *tname) {

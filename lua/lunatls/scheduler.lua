@@ -188,6 +188,7 @@ local function suspend(self, wait)
 end
 
 --- Waits until `sock` (anything with `getfd()`) is ready for `what`.
+-- @param sock a LuaSocket socket, or any object with `getfd()`
 -- @tparam string what `"read"`, `"write"` or `"any"` (either)
 -- @tparam[opt] number deadline absolute time
 -- @return true, or nil, "timeout"

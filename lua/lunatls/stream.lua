@@ -8,7 +8,8 @@
 --
 -- Results: success values as documented per method; every failure is
 -- `nil, message, code[, partial]` with `code` one of the core's codes
--- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`) or
+-- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`: the table is in
+-- docs/api.md, "Statuses and error codes") or
 -- `"timeout"` (then the message is `"timeout"` too, and the stream stays
 -- usable). The peer's close_notify ends reading only; a transport that stops
 -- taking bytes ends writing only. Any other failure leaves the stream dead:

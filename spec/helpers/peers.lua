@@ -9,7 +9,8 @@
 --
 -- gnutls-serv has no option to choose its address: it runs with
 -- build/loopback_bind.so preloaded (spec/helpers/loopback_bind.c, built by
--- `make test`), which turns its wildcard bind() into 127.0.0.1 / ::1.
+-- every suite target: make test, asan, valgrind, gcstress), which turns its
+-- wildcard bind() into 127.0.0.1 / ::1; without the shim no gnutls-serv starts.
 -- @module helpers.peers
 
 local process = require "helpers.process"
@@ -64,11 +65,24 @@ function M.openssl_server(opts)
   end)
 end
 
+--- Raises unless the loopback shim is built: without it gnutls-serv would
+-- listen on every address (LD_PRELOAD of a missing file is silently ignored).
+function M.check_loopback_shim(path)
+  path = path or M.LOOPBACK_SHIM
+  local file = io.open(path, "rb")
+  if not file then
+    error(("%s is missing: gnutls-serv would listen on every address; build it with "
+      .. "`make %s` (every suite target does)"):format(path, path), 2)
+  end
+  file:close()
+end
+
 --- `gnutls-serv --echo`. Options: `version`, `alpn` (one name; fatal alert
 -- on a mismatch), `client_cert` (require and verify one), `sni` (fatal alert
 -- unless the client sent "localhost").
 -- @return handle, port
 function M.gnutls_server(opts)
+  M.check_loopback_shim()
   return start_server(function(port)
     local args = { "env LD_PRELOAD=" .. M.LOOPBACK_SHIM, "gnutls-serv --echo --port", tostring(port),
                    ("--x509certfile %sserver.pem --x509keyfile %sserver.key"):format(FIXTURES, FIXTURES),

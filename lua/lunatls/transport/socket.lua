@@ -91,7 +91,9 @@ end
 -- @return a Transport, or nil, message, code ("timeout" or "syscall")
 function M.connect(host, port, deadline)
   local addresses, lookup_err = socket.dns.getaddrinfo(host)
-  if not addresses then return nil, "connect: " .. tostring(lookup_err), "syscall" end
+  if not addresses then
+    return nil, ("connect: %s: %s"):format(host, tostring(lookup_err)), "syscall"
+  end
   local last = "no address"
   for _, address in ipairs(addresses) do
     local sock = address.family == "inet6" and socket.tcp6() or socket.tcp4()

@@ -1,0 +1,208 @@
+--- The C core, `lunatls.core` (src/*.c), for LDoc.
+--
+-- `require "lunatls"` gives these functions plus the Lua layer. Results follow
+-- one convention, written once in [docs/api.md](../topics/api.md.html#Statuses_and_error_codes):
+-- a caller's mistake raises; what the peer, the network or a file caused returns
+-- `nil, message, code`; an operation to repeat after I/O returns a status word
+-- (`"done"`, `"want_read"`, `"want_write"`, `"closed"`).
+--
+-- This file holds the LDoc text of the C functions instead of comments beside
+-- them in src/: src/conn.c, src/context.c and src/errors.c change often, and
+-- documentation kept apart cannot collide with those changes. Each entry names
+-- its C function; spec/42-tooling_spec.lua checks that the names here are
+-- exactly those of the real module and classes.
+-- @module lunatls.core
+
+local core = {}
+
+--- Creates a context (`SSL_CTX`), configured once (C: `context_new`, src/context.c).
+-- Unknown keys and wrong types raise.
+-- @tparam table options `mode` ("client" | "server", required), `certificate`, `key`,
+-- `password`, `ca`, `cafile`, `capath`, `verify` ("none" | "peer" | "require"),
+-- `verify_depth`, `verify_flags`, `check_hostname`, `min_version`, `max_version`,
+-- `ciphers`, `ciphersuites`, `groups`, `alpn`, `servername`, `session_cache`,
+-- `tickets`, `keylog` (docs/api.md has the table)
+-- @return a `Context`, or nil, message, "config"
+function core.new_context(options) end
+
+--- Creates a BIO pair (C: `bio_new_pair`, src/bio.c): two ends with a fixed
+-- buffer each way.
+-- @tparam[opt] integer size bytes buffered each way
+-- @return two `BIO` ends
+function core.new_bio_pair(size) end
+
+--- Imports a session exported by `Session:export` (C: `session_import`, src/session.c).
+-- @tparam string text PEM text
+-- @return a `Session`, or nil, message, "config"
+function core.import_session(text) end
+
+--- The version of lunatls (the VERSION file, passed with -DLUNATLS_VERSION).
+core._VERSION = "0.2.0"
+
+--- OpenSSL's version string, as `OpenSSL_version(OPENSSL_VERSION)` gives it.
+core.OPENSSL_VERSION = "OpenSSL 3.0.x"
+
+--- lunatls.Context: an `SSL_CTX`, immutable (src/context.c).
+-- @type Context
+local Context = {}
+
+--- Creates a connection (C: `lunatls_conn_new`, src/conn.c).
+-- @tparam[opt] table options `server_name`, `bio`, `fd`, `buffer_size`, `session`, `alpn`
+-- @return a `Conn`
+function Context:new_conn(options) end
+
+--- "client" or "server" (C: `context_mode`).
+function Context:mode() end
+
+--- lunatls.Conn: an `SSL` (src/conn.c). Every method raises
+-- `attempt to use a closed lunatls.Conn` once it is closed.
+-- @type Conn
+local Conn = {}
+
+--- One step of the handshake (C: `conn_do_handshake`; `SSL_do_handshake`).
+-- @return "done", "want_read", "want_write", or nil, message, code
+function Conn:do_handshake() end
+
+--- Reads decrypted data (C: `conn_read`; `SSL_read_ex`).
+-- @tparam[opt=16384] integer max
+-- @return data, or nil, status, or nil, message, code
+function Conn:read(max) end
+
+--- Writes data (C: `conn_write`; `SSL_write_ex`). After a short count the next
+-- write must begin with the bytes not taken.
+-- @tparam string data
+-- @return bytes taken, or nil, status, or nil, message, code
+function Conn:write(data) end
+
+--- Sends close_notify and waits for the peer's (C: `conn_shutdown`; `SSL_shutdown`).
+-- @return "done", "want_read", "want_write", or nil, message, code
+function Conn:shutdown() end
+
+--- Frees the connection; never does I/O (C: `conn_close`; also `__gc`, `__close`).
+function Conn:close() end
+
+--- Makes this connection a client (C: `conn_set_connect_state`).
+function Conn:set_connect_state() end
+
+--- Makes this connection a server (C: `conn_set_accept_state`).
+function Conn:set_accept_state() end
+
+--- TLS 1.3 key update (C: `conn_key_update`).
+-- @tparam[opt] boolean request_peer ask the peer to update too
+-- @return true, or nil, message, "protocol"
+function Conn:key_update(request_peer) end
+
+--- The protocol version ("TLSv1.3"), nil before the handshake (C: `conn_version`).
+function Conn:version() end
+
+--- The cipher's OpenSSL name, nil before the handshake (C: `conn_cipher`).
+function Conn:cipher() end
+
+--- The ALPN protocol agreed, or nil (C: `conn_alpn_selected`).
+function Conn:alpn_selected() end
+
+--- The SNI name (sent, or received), or nil (C: `conn_server_name`).
+function Conn:server_name() end
+
+--- The peer's certificate, or nil (C: `conn_peer_certificate`).
+-- @return a `Certificate`
+function Conn:peer_certificate() end
+
+--- The chain the peer sent, its own certificate first (C: `conn_peer_chain`).
+-- @return a list of `Certificate`
+function Conn:peer_chain() end
+
+--- The verification result (C: `conn_verify_result`).
+-- @return code, message (`0, "ok"`)
+function Conn:verify_result() end
+
+--- The session to resume later, or nil (C: `conn_session`).
+-- @return a `Session`
+function Conn:session() end
+
+--- Was the session resumed? (C: `conn_session_reused`)
+function Conn:session_reused() end
+
+--- RFC 5705 / RFC 8446 exporter (C: `conn_export_keying_material`).
+-- @tparam string label
+-- @tparam integer length 1 to 16384
+-- @tparam[opt] string context
+-- @return bytes, or nil, message, "protocol"
+function Conn:export_keying_material(label, length, context) end
+
+--- Decrypted bytes buffered inside OpenSSL (C: `conn_pending`; `SSL_pending`).
+function Conn:pending() end
+
+--- The network end of the connection's own BIO pair, or nil (C: `conn_bio`).
+function Conn:bio() end
+
+--- lunatls.BIO: one end of a BIO pair (src/bio.c).
+-- @type BIO
+local BIO = {}
+
+--- Bytes taken; 0 when the buffer is full (C: `bio_write`).
+-- @return count, or nil, "closed"
+function BIO:write(data) end
+
+--- A string, nil, "want_read" when empty, nil, "closed" after the other end
+-- shut down writing (C: `bio_read`).
+function BIO:read(max) end
+
+--- Bytes waiting to be read from this end (C: `bio_pending`).
+function BIO:pending() end
+
+--- `BIO_ctrl_get_write_guarantee` (C: `bio_write_guarantee`).
+function BIO:write_guarantee() end
+
+--- `BIO_ctrl_get_read_request` (C: `bio_read_request`).
+function BIO:read_request() end
+
+--- Signals end of stream to the other end (C: `bio_shutdown_write`).
+function BIO:shutdown_write() end
+
+--- Frees this end (C: `bio_close`; also `__gc`, `__close`).
+function BIO:close() end
+
+--- lunatls.Certificate: an X509, read-only (src/x509.c). `==` compares two.
+-- @type Certificate
+local Certificate = {}
+
+--- Subject, RFC 2253 ("CN=localhost,O=Example") (C: `cert_subject`).
+function Certificate:subject() end
+
+--- Issuer, RFC 2253 (C: `cert_issuer`).
+function Certificate:issuer() end
+
+--- Subject alternative names as strings (C: `cert_subject_alt_names`).
+function Certificate:subject_alt_names() end
+
+--- notBefore, seconds since the epoch (C: `cert_not_before`).
+function Certificate:not_before() end
+
+--- notAfter, seconds since the epoch (C: `cert_not_after`).
+function Certificate:not_after() end
+
+--- Serial number, hex (C: `cert_serial`).
+function Certificate:serial() end
+
+--- Lowercase hex digest of the DER (C: `cert_fingerprint`).
+-- @tparam[opt="sha256"] string digest
+function Certificate:fingerprint(digest) end
+
+--- PEM text (C: `cert_pem`).
+function Certificate:pem() end
+
+--- lunatls.Session: a TLS session to resume (src/session.c).
+-- @type Session
+local Session = {}
+
+--- PEM text that `import_session` reads back (C: `session_export`).
+function Session:export() end
+
+--- Can it be resumed? (C: `session_is_resumable`)
+function Session:is_resumable() end
+
+--- The protocol version it was made with (C: `session_protocol`).
+function Session:protocol() end
+
+return core
