@@ -31,7 +31,8 @@ describe("new_context", function()
 
     it("is required and must be client or server", function()
       pair.assert_bad_argument(function() tls.new_context {} end, 1, "new_context", "option 'mode' is required")
-      pair.assert_bad_argument(function() tls.new_context { mode = "both" } end, 1, "new_context", "option 'mode': invalid value 'both' (expected 'client' or 'server')")
+      pair.assert_bad_argument(function() tls.new_context { mode = "both" } end, 1, "new_context",
+        "option 'mode': invalid value 'both' (expected 'client' or 'server')")
       pair.assert_bad_argument(function() tls.new_context("client") end, 1, "new_context", "table expected, got string")
     end)
   end)
@@ -58,7 +59,8 @@ describe("new_context", function()
       { "verify_flags", { "nope" }, "option 'verify_flags': invalid value 'nope' (expected 'x509_strict' or 'partial_chain')" },
       { "verify_flags", { 1 }, "option 'verify_flags': list of strings expected, got number" },
       { "check_hostname", "no", "option 'check_hostname': boolean expected, got string" },
-      { "min_version", "tls9", "option 'min_version': invalid value 'tls9' (expected 'tls1.0', 'tls1.1', 'tls1.2', 'tls1.3', 'TLSv1', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3')" },
+      { "min_version", "tls9", "option 'min_version': invalid value 'tls9' (expected 'tls1.0', "
+        .. "'tls1.1', 'tls1.2', 'tls1.3', 'TLSv1', 'TLSv1.1', 'TLSv1.2' or 'TLSv1.3')" },
       { "max_version", 13, "option 'max_version': string expected, got number" },
       { "ciphers", 1, "option 'ciphers': string expected, got number" },
       { "ciphersuites", {}, "option 'ciphersuites': string expected, got table" },
