@@ -132,7 +132,8 @@ describe("do_handshake", function()
     local result = p:handshake()
     assert.is_nil(result.client.status)
     assert.equal("verify", result.client.code)
-    assert.equal("do_handshake: certificate verify failed: hostname mismatch", result.client.message)
+    assert.equal("do_handshake: certificate verify failed: hostname mismatch (expected 'localhost'; "
+      .. "the certificate is for wrong.example)", result.client.message)
     -- the server hears the client's alert
     assert.equal("protocol", result.server.code)
     assert.equal("do_handshake: sslv3 alert bad certificate", result.server.message)

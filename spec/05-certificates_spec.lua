@@ -32,7 +32,8 @@ describe("certificate verification", function()
       local result, p = handshake { server_ctx = server_with(fixture) }
       assert.is_nil(result.client.status)
       assert.equal("verify", result.client.code)
-      assert.equal("do_handshake: certificate verify failed: " .. reason, result.client.message)
+      local detail = fixture == "wronghost" and " (expected 'localhost'; the certificate is for wrong.example)" or ""
+      assert.equal("do_handshake: certificate verify failed: " .. reason .. detail, result.client.message)
       assert.equal("protocol", result.server.code)
       assert.equal("do_handshake: " .. alert, result.server.message)
       local code, message = p.client.conn:verify_result()
@@ -58,7 +59,8 @@ describe("certificate verification", function()
     local leaf = certs.leaf("no-san", "") -- CN=localhost, no subjectAltName
     local result = handshake { server_ctx = pair.server_context { certificate = leaf } }
     assert.equal("verify", result.client.code)
-    assert.equal("do_handshake: certificate verify failed: hostname mismatch", result.client.message)
+    assert.equal("do_handshake: certificate verify failed: hostname mismatch (expected 'localhost'; "
+      .. "the certificate has no subject alternative name)", result.client.message)
   end)
 
   it("accepts a whole-label wildcard but never a partial one", function()
@@ -72,7 +74,8 @@ describe("certificate verification", function()
     assert.equal("verify", result.client.code)
     result = handshake { server_ctx = pair.server_context { certificate = partial }, client = client }
     assert.equal("verify", result.client.code)
-    assert.equal("do_handshake: certificate verify failed: hostname mismatch", result.client.message)
+    assert.equal("do_handshake: certificate verify failed: hostname mismatch (expected "
+      .. "'www.lunatls.example'; the certificate is for w*.lunatls.example)", result.client.message)
   end)
 
   it("compares host names without regard to case", function()
@@ -97,9 +100,11 @@ describe("certificate verification", function()
     it("fails with 'IP address mismatch' for an address the certificate does not list", function()
       local result = handshake { client = { server_name = "127.0.0.2" } }
       assert.equal("verify", result.client.code)
-      assert.equal("do_handshake: certificate verify failed: IP address mismatch", result.client.message)
+      assert.equal("do_handshake: certificate verify failed: IP address mismatch (expected '127.0.0.2'; "
+        .. "the certificate is for localhost, 127.0.0.1, ::1)", result.client.message)
       result = handshake { client = { server_name = "127.0.0.1" }, server_ctx = server_with("wronghost") }
-      assert.equal("do_handshake: certificate verify failed: IP address mismatch", result.client.message)
+      assert.equal("do_handshake: certificate verify failed: IP address mismatch (expected '127.0.0.1'; "
+        .. "the certificate is for wrong.example)", result.client.message)
     end)
   end)
 

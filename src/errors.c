@@ -81,11 +81,56 @@ static int push_status(lua_State *L, int word, lunatls_StatusStyle style) {
 
 /* The certificate-related failures: verification of the peer's chain, or a
  * peer that did not send the certificate we demanded. */
+static int is_name_mismatch(long v) {
+    return v == X509_V_ERR_HOSTNAME_MISMATCH || v == X509_V_ERR_IP_ADDRESS_MISMATCH;
+}
+
+/* Pushes " (expected 'x'; the certificate is for a, b)" for a name
+ * mismatch: what was checked, and what the certificate says (subject CNs
+ * are never checked, so only its subject alternative names count). */
+/* Pushes the host name or IP address the connection checks. */
+static void push_checked_name(lua_State *L, X509_VERIFY_PARAM *param) {
+    const char *host = X509_VERIFY_PARAM_get0_host(param, 0);
+    char *ip;
+    int copied;
+    if (host != NULL) {
+        lua_pushstring(L, host);
+        return;
+    }
+    if ((ip = X509_VERIFY_PARAM_get1_ip_asc(param)) == NULL) {
+        lua_pushliteral(L, "?");
+        return;
+    }
+    copied = lunatls_push_copy(L, ip, strlen(ip));
+    OPENSSL_free(ip);
+    if (!copied) lua_error(L);
+}
+
+static void push_mismatch_detail(lua_State *L, lunatls_Conn *c) {
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(c->ssl);
+    int base = lua_gettop(L), names = 0;
+    push_checked_name(L, SSL_get0_param(c->ssl));
+    if (chain != NULL && sk_X509_num(chain) > 0)
+        names = lunatls_push_names_text(L, sk_X509_value(chain, 0));
+    if (names > 0)
+        lua_pushfstring(L, " (expected '%s'; the certificate is for %s)", lua_tostring(L, base + 1),
+                        lua_tostring(L, base + 2));
+    else
+        lua_pushfstring(L, " (expected '%s'; the certificate has no subject alternative name)",
+                        lua_tostring(L, base + 1));
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+}
+
 static int verify_failure(lua_State *L, lunatls_Conn *c, unsigned long e, const char *op) {
     if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED)) {
         long v = SSL_get_verify_result(c->ssl);
         lua_pushfstring(L, "%s: certificate verify failed: %s", op,
                         X509_verify_cert_error_string(v));
+        if (is_name_mismatch(v) && !c->is_server) {
+            push_mismatch_detail(L, c);
+            lua_concat(L, 2);
+        }
     } else {
         lua_pushfstring(L, "%s: %s", op, ERR_reason_error_string(e));
     }

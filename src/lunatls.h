@@ -133,6 +133,7 @@ int lunatls_ack_servername(SSL *ssl, int *alert, void *arg);
 
 /* x509.c */
 lunatls_Certificate *lunatls_newcertificate(lua_State *L);
+int lunatls_push_names_text(lua_State *L, X509 *x);
 void lunatls_open_certificate(lua_State *L);
 
 /* session.c */

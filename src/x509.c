@@ -89,6 +89,38 @@ static int push_names_protected(lua_State *L) {
     return 1;
 }
 
+/* Replaces the list on the stack top by its entries joined with ", ". */
+static void join_list(lua_State *L) {
+    luaL_Buffer b;
+    int list = lua_gettop(L);
+    lua_Integer i, n = (lua_Integer)lua_rawlen(L, list);
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= n; i++) {
+        if (i > 1) luaL_addstring(&b, ", ");
+        lua_rawgeti(L, list, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, list);
+}
+
+/* Pushes the certificate's subject alternative names as one line of text
+ * ("localhost, 127.0.0.1"), for error messages, and returns how many there
+ * are. Decoded under lua_pcall, like subject_alt_names. */
+int lunatls_push_names_text(lua_State *L, X509 *x) {
+    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ok, n;
+    lua_pushcfunction(L, push_names_protected);
+    lua_pushlightuserdata(L, names);
+    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+    GENERAL_NAMES_free(names);
+    ERR_clear_error();
+    if (!ok) lua_error(L);
+    n = (int)lua_rawlen(L, -1);
+    join_list(L);
+    return n;
+}
+
 /* cert:subject_alt_names() -> {"localhost", "127.0.0.1", ...}; the table is
  * built under lua_pcall so that the decoded names are freed even when Lua
  * runs out of memory. */
