@@ -136,6 +136,18 @@ function Conn:pending() end
 --- The network end of the connection's own BIO pair, or nil (C: `conn_bio`).
 function Conn:bio() end
 
+--- Server, context made with `client_hello = true`: the ClientHello the handshake paused on
+-- (`do_handshake()` said `"want_certificate"`), as `{server_name =, alpn =, versions =, ciphers =,
+-- groups =, signature_algorithms =}`; nil before (C: `lunatls_conn_client_hello`, src/hello.c).
+function Conn:client_hello() end
+
+--- While the handshake waits with `"want_certificate"`: adopt the server context `ctx` whole
+-- (certificate, key, chain, trust, verify, versions, ciphers, ALPN, sessions), or refuse the client
+-- with `false` (alert unrecognized_name); the next `do_handshake()` goes on
+-- (C: `lunatls_conn_set_context`, src/hello.c).
+-- @tparam Context|false ctx
+function Conn:set_context(ctx) end
+
 --- lunatls.BIO: one end of a BIO pair (src/bio.c).
 -- @type BIO
 local BIO = {}

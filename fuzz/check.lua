@@ -102,6 +102,7 @@ local RAISED = {
   "attempt to use a closed lunatls%.%a+",
   "bad argument #%d+ to '[%w_.?]+'", -- '?' through pcall, 'lunatls.core.f' for module functions
   "lunatls%.Conn is busy",
+  "^set_context: the handshake is not waiting for a certificate",
 }
 function M.raised(err)
   if type(err) ~= "string" then fail("raised a %s", type(err)) end

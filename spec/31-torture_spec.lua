@@ -22,7 +22,8 @@ local API = {
   ["lunatls.Conn"] = { "do_handshake", "read", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
-                       "session_reused", "export_keying_material", "pending", "bio" },
+                       "session_reused", "export_keying_material", "pending", "bio",
+                      "client_hello", "set_context" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
@@ -46,6 +47,7 @@ local RAISED = {
   "^bad argument #%d+ to '[%w_.?]+'",
   "^[^:]*:?%d*:? ?attempt to use a closed lunatls%.%a+$", -- with the caller's position
   "lunatls%.Conn is busy",
+  "^set_context: the handshake is not waiting for a certificate",
   "hostile value",
 }
 

@@ -94,7 +94,7 @@ static int busy_error(lua_State *L) {
 /* The method's self (argument 1), open and not inside one of its own
  * callbacks: every method that changes the SSL checks this, since OpenSSL
  * is in the middle of a call on it. */
-static lunatls_Conn *checkself_idle(lua_State *L) {
+lunatls_Conn *lunatls_checkconn_idle(lua_State *L) {
     lunatls_Conn *c = (lunatls_Conn *)lunatls_checkself(L, LUNATLS_CONN);
     if (c->L != NULL) busy_error(L);
     return c;
@@ -102,7 +102,7 @@ static lunatls_Conn *checkself_idle(lua_State *L) {
 
 /* Every method that calls SSL_* I/O brackets it with these. The running
  * thread is recorded only for the length of the call, for callbacks. c is
- * the method's self, already checked (checkself_idle). */
+ * the method's self, already checked (lunatls_checkconn_idle). */
 static void enter_call(lua_State *L, lunatls_Conn *c) {
     c->L = L;
     clear_errors();
@@ -138,7 +138,7 @@ static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
 /* The method's self, idle; NULL when the Conn has failed before (the caller
  * then repeats the failure). */
 static lunatls_Conn *self_unless_failed(lua_State *L) {
-    lunatls_Conn *c = checkself_idle(L);
+    lunatls_Conn *c = lunatls_checkconn_idle(L);
     return c->failed ? NULL : c;
 }
 
@@ -397,7 +397,7 @@ static int conn_read(lua_State *L) {
     lunatls_Conn *c;
     size_t limit, n = 0;
     int stopped = SSL_ERROR_NONE;
-    c = checkself_idle(L); /* first: conn.read(42) names the Conn */
+    c = lunatls_checkconn_idle(L); /* first: conn.read(42) names the Conn */
     max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
     if (c->failed) return repeat_failure(L);
@@ -432,7 +432,7 @@ static int conn_write(lua_State *L) {
     const char *data;
     lunatls_Conn *c;
     int ret = 1;
-    c = checkself_idle(L); /* self first, then the data */
+    c = lunatls_checkconn_idle(L); /* self first, then the data */
     data = luaL_checklstring(L, 2, &len);
     if (c->failed) return repeat_failure(L);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
@@ -470,14 +470,14 @@ static int conn_shutdown(lua_State *L) {
 }
 
 static int conn_set_connect_state(lua_State *L) {
-    lunatls_Conn *c = checkself_idle(L);
+    lunatls_Conn *c = lunatls_checkconn_idle(L);
     SSL_set_connect_state(c->ssl);
     c->is_server = 0;
     return 0;
 }
 
 static int conn_set_accept_state(lua_State *L) {
-    lunatls_Conn *c = checkself_idle(L);
+    lunatls_Conn *c = lunatls_checkconn_idle(L);
     SSL_set_accept_state(c->ssl);
     c->is_server = 1;
     return 0;
@@ -736,6 +736,8 @@ void lunatls_open_conn(lua_State *L) {
         {"export_keying_material", conn_export_keying_material},
         {"pending", conn_pending},
         {"bio", conn_bio},
+        {"client_hello", lunatls_conn_client_hello},
+        {"set_context", lunatls_conn_set_context},
         {NULL, NULL},
     };
     static const luaL_Reg metamethods[] = {

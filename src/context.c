@@ -22,7 +22,7 @@ static const char *const known_options[] = {
     "mode", "certificate", "key", "password", "ca", "cafile", "capath",
     "verify", "verify_depth", "verify_flags", "check_hostname",
     "min_version", "max_version", "ciphers", "ciphersuites", "groups",
-    "alpn", "servername", "session_cache", "tickets", "keylog", NULL,
+    "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello", NULL,
 };
 
 #define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
@@ -47,6 +47,7 @@ typedef struct {
     unsigned int alpn_len;
     unsigned char secret[SECRET_LEN];   /* binds sessions to this context */
     char *ciphers, *ciphersuites, *groups; /* the lists as configured */
+    int client_hello;                   /* server: pause after the ClientHello */
 } ContextData;
 
 static int data_index = -1;
@@ -536,6 +537,12 @@ static void set_alpn(lua_State *L, lunatls_Context *c) {
 
 /* ---- sessions and callbacks ---- */
 
+static void set_client_hello(lua_State *L, lunatls_Context *c) {
+    int pause = lunatls_opt_boolean(L, OPTS, "client_hello", 0);
+    if (pause && !c->is_server) luaL_argerror(L, OPTS, "option 'client_hello' is for servers");
+    context_data(c->ctx)->client_hello = pause;
+}
+
 static void set_sessions(lua_State *L, SSL_CTX *ctx, int is_server) {
     int cache = lunatls_opt_boolean(L, OPTS, "session_cache", 1);
     int tickets = lunatls_opt_boolean(L, OPTS, "tickets", 1);
@@ -564,6 +571,9 @@ static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
     push_function(L, "servername");
     if (!lua_isnil(L, -1) && !c->is_server)
         luaL_argerror(L, OPTS, "option 'servername' is for servers");
+    if (!lua_isnil(L, -1) && context_data(c->ctx)->client_hello)
+        luaL_argerror(L, OPTS, "options 'servername' and 'client_hello' exclude each other "
+                               "(choose the context during the pause: conn:set_context)");
     lua_setfield(L, -2, "servername");
     lua_setiuservalue(L, ud, CTX_UV_CALLBACKS);
     if (c->is_server) {
@@ -588,6 +598,7 @@ static int configure(lua_State *L, lunatls_Context *c, int ud) {
     if ((n = set_verify(L, c)) != 0) return n;
     set_alpn(L, c);
     set_sessions(L, c->ctx, c->is_server);
+    set_client_hello(L, c);
     set_callbacks(L, c, ud);
     return 0;
 }
@@ -669,6 +680,13 @@ int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len) {
         return 0;
     return SSL_set_session_id_context(ssl, digest, digest_len < SSL_MAX_SID_CTX_LENGTH
                                                        ? digest_len : SSL_MAX_SID_CTX_LENGTH);
+}
+
+/* Whether handshakes of this server context pause once the ClientHello is
+ * read (option client_hello), for conn:set_context. */
+int lunatls_context_pauses(const SSL_CTX *ctx) {
+    const ContextData *d = context_data(ctx);
+    return d != NULL && d->client_hello;
 }
 
 /* ---- the object ---- */

@@ -38,6 +38,7 @@ static const char *const status_words[] = {
     [UPV_WANT_READ] = "want_read",
     [UPV_WANT_WRITE] = "want_write",
     [UPV_CLOSED] = "closed",
+    [UPV_WANT_CERTIFICATE] = "want_certificate",
 };
 
 /* Pushes a status word (UPV_DONE...) from the running method's upvalues; by

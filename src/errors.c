@@ -214,6 +214,8 @@ int lunatls_io_result(lua_State *L, lunatls_Conn *c, int ret, const char *op,
         return push_status(L, UPV_WANT_READ, style);
     case SSL_ERROR_WANT_WRITE:
         return push_status(L, UPV_WANT_WRITE, style);
+    case SSL_ERROR_WANT_CLIENT_HELLO_CB: /* paused for conn:set_context (hello.c) */
+        return push_status(L, UPV_WANT_CERTIFICATE, style);
     case SSL_ERROR_ZERO_RETURN:
         if (style == STATUS_SECOND) return push_status(L, UPV_CLOSED, style);
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);

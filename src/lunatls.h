@@ -37,8 +37,16 @@ typedef struct {
     int fd_mode;
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
-    int hellos;           /* server: ClientHellos seen (a second one follows a HelloRetryRequest) */
+    int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
 } lunatls_Conn;
+
+/* Where a server connection's ClientHello stands (hello.c). */
+enum {
+    HELLO_NONE,    /* not read yet */
+    HELLO_PAUSED,  /* read; do_handshake said "want_certificate" (client_hello = true) */
+    HELLO_REFUSED, /* paused, then conn:set_context(false) */
+    HELLO_CHOSEN   /* the context is chosen; a later ClientHello must ask for the same name */
+};
 
 /* Uservalue slots of a Conn: what it keeps alive. */
 enum {
@@ -46,6 +54,7 @@ enum {
     CONN_UV_NETBIO,        /* the network end of its own BIO pair */
     CONN_UV_SNI_CONTEXT,   /* a Context chosen by the servername callback */
     CONN_UV_SERVER_NAME,   /* server: the SNI of the ClientHello (hello.c) */
+    CONN_UV_HELLO,         /* server: the ClientHello as a table, when paused (hello.c) */
     CONN_UV_TRANSPORT,     /* the socket object given as fd, if any */
     CONN_UV_ERROR,         /* an error raised by a Lua callback */
     CONN_UV_FAILURE,       /* the last I/O failure: {message, code} (errors.c) */
@@ -74,7 +83,8 @@ enum {
     UPV_WANT_READ,
     UPV_WANT_WRITE,
     UPV_CLOSED,
-    UPV_COUNT = UPV_CLOSED
+    UPV_WANT_CERTIFICATE,
+    UPV_COUNT = UPV_WANT_CERTIFICATE
 };
 
 /* How a status word is returned: handshake and shutdown give it as the first
@@ -108,6 +118,7 @@ const char *lunatls_push_bounded(lua_State *L, const char *s);
 lunatls_Context *lunatls_checkcontext(lua_State *L, int idx);
 const char *lunatls_push_alpn_wire(lua_State *L, int list, int arg, size_t *len);
 int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen);
+int lunatls_context_pauses(const SSL_CTX *ctx);
 int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len);
 void lunatls_open_context(lua_State *L);
 
@@ -118,6 +129,7 @@ void lunatls_open_bio(lua_State *L);
 
 /* conn.c */
 lunatls_Conn *lunatls_checkconn(lua_State *L, int idx);
+lunatls_Conn *lunatls_checkconn_idle(lua_State *L);
 int lunatls_conn_new(lua_State *L);
 void lunatls_open_conn(lua_State *L);
 
@@ -129,6 +141,8 @@ void lunatls_keylog_callback(const SSL *ssl, const char *line);
 
 /* hello.c: the server's ClientHello (SNI, the servername callback) */
 int lunatls_client_hello_callback(SSL *ssl, int *alert, void *arg);
+int lunatls_conn_client_hello(lua_State *L);
+int lunatls_conn_set_context(lua_State *L);
 int lunatls_ack_servername(SSL *ssl, int *alert, void *arg);
 
 /* x509.c */
