@@ -527,6 +527,13 @@ static int conn_cipher(lua_State *L) {
     return push_string_or_nil(L, cipher != NULL ? SSL_CIPHER_get_name(cipher) : NULL);
 }
 
+/* The key-exchange group negotiated ("x25519", "secp256r1"), nil before. */
+static int conn_group(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn(L, 1);
+    int nid = handshake_done(c) ? SSL_get_negotiated_group(c->ssl) : 0;
+    return push_string_or_nil(L, nid != 0 ? SSL_group_to_name(c->ssl, nid) : NULL);
+}
+
 static int conn_alpn_selected(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn(L, 1);
     const unsigned char *proto = NULL;
@@ -737,6 +744,8 @@ void lunatls_open_conn(lua_State *L) {
         {"pending", conn_pending},
         {"bio", conn_bio},
         {"client_hello", lunatls_conn_client_hello},
+        {"channel_binding", lunatls_conn_channel_binding},
+        {"group", conn_group},
         {"set_context", lunatls_conn_set_context},
         {NULL, NULL},
     };

@@ -8,6 +8,8 @@
 #include "lunatls.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -22,7 +24,8 @@ static const char *const known_options[] = {
     "mode", "certificate", "key", "password", "ca", "cafile", "capath",
     "verify", "verify_depth", "verify_flags", "check_hostname",
     "min_version", "max_version", "ciphers", "ciphersuites", "groups",
-    "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello", NULL,
+    "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello",
+    "security_level", "sigalgs", "client_ca", NULL,
 };
 
 #define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
@@ -48,6 +51,7 @@ typedef struct {
     unsigned char secret[SECRET_LEN];   /* binds sessions to this context */
     char *ciphers, *ciphersuites, *groups; /* the lists as configured */
     int client_hello;                   /* server: pause after the ClientHello */
+    FILE *keylog_file;                  /* keylog = "env": $SSLKEYLOGFILE, opened for appending */
 } ContextData;
 
 static int data_index = -1;
@@ -62,6 +66,7 @@ static void free_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long
     OPENSSL_free(d->ciphers);
     OPENSSL_free(d->ciphersuites);
     OPENSSL_free(d->groups);
+    if (d->keylog_file != NULL) fclose(d->keylog_file);
     OPENSSL_clear_free(d, sizeof *d);
 }
 
@@ -362,6 +367,21 @@ static int add_ca(lua_State *L, SSL_CTX *ctx, const char *pem, size_t len) {
     return ok ? 0 : lunatls_config_error(L, "ca", lua_pushfstring(L, "PEM text: entry %d", i));
 }
 
+/* Server: the CAs whose names a CertificateRequest lists (client_ca: PEM
+ * text or a path), so that a client with several certificates picks one
+ * these CAs issued. */
+static int set_client_ca_names(lua_State *L, SSL_CTX *ctx) {
+    size_t len;
+    const char *s = lunatls_opt_string(L, OPTS, "client_ca", &len);
+    STACK_OF(X509) *certs;
+    int failed, i, ok = 1;
+    if (s == NULL) return 0;
+    if ((certs = load_certificates(L, "client_ca", s, len, 1, &failed)) == NULL) return failed;
+    for (i = 0; ok && i < sk_X509_num(certs); i++) ok = SSL_CTX_add_client_CA(ctx, sk_X509_value(certs, i)) == 1;
+    sk_X509_pop_free(certs, X509_free);
+    return ok ? 0 : lunatls_config_error(L, "client_ca", source_name(s, 1));
+}
+
 static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     size_t len;
     const char *ca = lunatls_opt_string(L, OPTS, "ca", &len);
@@ -379,7 +399,7 @@ static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     if (ca == NULL && cafile == NULL && capath == NULL && verify != SSL_VERIFY_NONE)
         SSL_CTX_set_default_verify_paths(ctx); /* the system store */
     ERR_clear_error(); /* a missing default store is found out at verify time */
-    return 0;
+    return set_client_ca_names(L, ctx);
 }
 
 static const char *const verify_choices[] = {"none", "peer", "require", NULL};
@@ -455,8 +475,25 @@ static void keep_list(lua_State *L, char **slot, const char *list, const char *d
     if (*slot == NULL) luaL_error(L, "new_context: out of memory");
 }
 
+/* sigalgs (what we accept and sign with) and security_level (OpenSSL's
+ * floor on key sizes and algorithms, 0 to 5). */
+static int set_signature_policy(lua_State *L, SSL_CTX *ctx) {
+    const char *sigalgs = lunatls_opt_string(L, OPTS, "sigalgs", NULL);
+    if (lunatls_opt_push(L, OPTS, "security_level", LUA_TNUMBER, "integer from 0 to 5")) {
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 0 || lua_tointeger(L, -1) > 5)
+            lunatls_opt_type_error(L, OPTS, "security_level", "integer from 0 to 5");
+        SSL_CTX_set_security_level(ctx, (int)lua_tointeger(L, -1));
+    }
+    lua_pop(L, 1);
+    if (sigalgs != NULL && (SSL_CTX_set1_sigalgs_list(ctx, sigalgs) != 1 ||
+                            SSL_CTX_set1_client_sigalgs_list(ctx, sigalgs) != 1))
+        return lunatls_config_error(L, "sigalgs", sigalgs);
+    return 0;
+}
+
 static int set_algorithms(lua_State *L, SSL_CTX *ctx) {
     ContextData *d = context_data(ctx);
+    int n;
     const char *ciphers = lunatls_opt_string(L, OPTS, "ciphers", NULL);
     const char *suites = lunatls_opt_string(L, OPTS, "ciphersuites", NULL);
     const char *groups = lunatls_opt_string(L, OPTS, "groups", NULL);
@@ -467,6 +504,7 @@ static int set_algorithms(lua_State *L, SSL_CTX *ctx) {
     if (groups != NULL && SSL_CTX_set1_groups_list(ctx, groups) != 1)
         return lunatls_config_error(L, "groups", groups);
     keep_list(L, &d->ciphers, ciphers, OSSL_default_cipher_list());
+    if ((n = set_signature_policy(L, ctx)) != 0) return n;
     keep_list(L, &d->ciphersuites, suites, OSSL_default_ciphersuites());
     keep_list(L, &d->groups, groups, DEFAULT_GROUPS);
     return 0;
@@ -517,11 +555,24 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* A server's alpn may be a function(offered) choosing for each client
+ * (hello.c); it is kept with the other callbacks (set_callbacks). */
+static int alpn_is_function(lua_State *L, lunatls_Context *c) {
+    int t;
+    lua_pushliteral(L, "alpn");
+    t = lua_rawget(L, OPTS);
+    lua_pop(L, 1);
+    if (t != LUA_TFUNCTION) return 0;
+    if (!c->is_server) luaL_argerror(L, OPTS, "option 'alpn': a function is for servers");
+    SSL_CTX_set_alpn_select_cb(c->ctx, lunatls_alpn_callback, NULL);
+    return 1;
+}
+
 static void set_alpn(lua_State *L, lunatls_Context *c) {
     size_t len;
     const char *wire;
     ContextData *d = context_data(c->ctx);
-    if (lunatls_opt_list(L, OPTS, "alpn") < 0) return;
+    if (alpn_is_function(L, c) || lunatls_opt_list(L, OPTS, "alpn") < 0) return;
     wire = lunatls_push_alpn_wire(L, lua_gettop(L), OPTS, &len);
     if (c->is_server) {
         d->alpn = (unsigned char *)OPENSSL_memdup(wire, len);
@@ -554,6 +605,37 @@ static void set_sessions(lua_State *L, SSL_CTX *ctx, int is_server) {
     SSL_CTX_set_session_id_context(ctx, context_data(ctx)->secret, SECRET_LEN);
 }
 
+/* keylog = "env": NSS key-log lines appended to the file $SSLKEYLOGFILE
+ * names, if it is set when the context is made; never without the opt-in. */
+static void keylog_to_file(const SSL *ssl, const char *line) {
+    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
+    if (d == NULL || d->keylog_file == NULL) return;
+    fprintf(d->keylog_file, "%s\n", line);
+    fflush(d->keylog_file);
+}
+
+/* Returns whether keylog is "env" (and opens the file); raises for another string. */
+static int keylog_from_env(lua_State *L, SSL_CTX *ctx) {
+    static const char *const choices[] = {"env", NULL};
+    const char *path;
+    size_t len;
+    const char *s;
+    lua_pushliteral(L, "keylog");
+    if (lua_rawget(L, OPTS) != LUA_TSTRING) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    s = lua_tolstring(L, -1, &len);
+    lunatls_choice(L, OPTS, "keylog", s, len, choices);
+    lua_pop(L, 1);
+    path = getenv("SSLKEYLOGFILE");
+    if (path != NULL && path[0] != '\0') {
+        context_data(ctx)->keylog_file = fopen(path, "a");
+        if (context_data(ctx)->keylog_file != NULL) SSL_CTX_set_keylog_callback(ctx, keylog_to_file);
+    }
+    return 1;
+}
+
 /* Pushes the option if it is a function (or absent: nil); raises otherwise. */
 static void push_function(lua_State *L, const char *name) {
     lunatls_opt_push(L, OPTS, name, LUA_TFUNCTION, "function");
@@ -565,9 +647,11 @@ static void push_function(lua_State *L, const char *name) {
  * OpenSSL picks the version, the cipher or a session to resume. */
 static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
     lua_newtable(L);
-    push_function(L, "keylog");
-    if (!lua_isnil(L, -1)) SSL_CTX_set_keylog_callback(c->ctx, lunatls_keylog_callback);
-    lua_setfield(L, -2, "keylog");
+    if (!keylog_from_env(L, c->ctx)) {
+        push_function(L, "keylog");
+        if (!lua_isnil(L, -1)) SSL_CTX_set_keylog_callback(c->ctx, lunatls_keylog_callback);
+        lua_setfield(L, -2, "keylog");
+    }
     push_function(L, "servername");
     if (!lua_isnil(L, -1) && !c->is_server)
         luaL_argerror(L, OPTS, "option 'servername' is for servers");
@@ -575,6 +659,9 @@ static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
         luaL_argerror(L, OPTS, "options 'servername' and 'client_hello' exclude each other "
                                "(choose the context during the pause: conn:set_context)");
     lua_setfield(L, -2, "servername");
+    lua_pushliteral(L, "alpn");
+    if (lua_rawget(L, OPTS) != LUA_TFUNCTION) lua_pop(L, 1);
+    else lua_setfield(L, -2, "alpn");
     lua_setiuservalue(L, ud, CTX_UV_CALLBACKS);
     if (c->is_server) {
         SSL_CTX_set_client_hello_cb(c->ctx, lunatls_client_hello_callback, NULL);

@@ -130,18 +130,24 @@ static const char *name_sigalg(SSL *ssl, unsigned int v) {
 }
 
 /* The protocols the client offers (ALPN, RFC 7301), in its order. */
-static void set_alpn_offer(lua_State *L, SSL *ssl) {
-    size_t i, len, n = 0;
-    const unsigned char *p = extension_list(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
-                                            2, &n);
+/* Pushes the list of names in ALPN wire format. */
+static void push_wire_list(lua_State *L, const unsigned char *p, size_t n) {
+    size_t i, len;
     int k = 0;
     lua_newtable(L);
-    for (i = 0; p != NULL && i < n; i += 1 + len) {
+    for (i = 0; i < n; i += 1 + len) {
         len = p[i];
         if (len == 0 || i + 1 + len > n) break;
         lua_pushlstring(L, (const char *)p + i + 1, len);
         lua_rawseti(L, -2, ++k);
     }
+}
+
+static void set_alpn_offer(lua_State *L, SSL *ssl) {
+    size_t n = 0;
+    const unsigned char *p = extension_list(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                            2, &n);
+    push_wire_list(L, p, p != NULL ? n : 0);
     lua_setfield(L, -2, "alpn");
 }
 
@@ -294,6 +300,71 @@ int lunatls_client_hello_callback(SSL *ssl, int *alert, void *arg) {
 int lunatls_ack_servername(SSL *ssl, int *alert, void *arg) {
     (void)ssl, (void)alert, (void)arg;
     return SSL_TLSEXT_ERR_OK;
+}
+
+/* ---- ALPN chosen by a function (option alpn = function(offered)) ---- */
+
+typedef struct {
+    const unsigned char *in; /* the client's list, wire format */
+    unsigned int inlen;
+    const unsigned char *out; /* the chosen name, inside `in` */
+    unsigned char outlen;
+    int result; /* SSL_TLSEXT_ERR_* */
+} AlpnChoice;
+
+/* Points the choice at `name` in the client's list; 0 if it is not there. */
+static int find_offered(AlpnChoice *a, const char *name, size_t name_len) {
+    size_t i, len;
+    for (i = 0; i < a->inlen; i += 1 + len) {
+        len = a->in[i];
+        if (i + 1 + len > a->inlen) return 0;
+        if (len == name_len && memcmp(a->in + i + 1, name, len) == 0) {
+            a->out = a->in + i + 1;
+            a->outlen = (unsigned char)len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* alpn(offered), protected: 1 the Conn, 2 the AlpnChoice. The function
+ * returns one of the offered names, nil (no ALPN) or false (refuse the
+ * client: alert no_application_protocol). */
+static int alpn_protected(lua_State *L) {
+    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
+    AlpnChoice *a = (AlpnChoice *)lua_touserdata(L, 2);
+    size_t len;
+    const char *name;
+    if (!lunatls_push_callback(L, c, "alpn")) return 0; /* the chosen context has a list */
+    push_wire_list(L, a->in, a->inlen);
+    lua_call(L, 1, 1);
+    if (lua_isnil(L, -1)) return 0;
+    if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) {
+        a->result = SSL_TLSEXT_ERR_ALERT_FATAL;
+        return 0;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "alpn function must return an offered name, nil or false, not %s",
+                          luaL_typename(L, -1));
+    name = lua_tolstring(L, -1, &len);
+    if (!find_offered(a, name, len))
+        return luaL_error(L, "alpn function returned %s, which the client did not offer",
+                          lunatls_push_quoted(L, name, len));
+    a->result = SSL_TLSEXT_ERR_OK;
+    return 0;
+}
+
+int lunatls_alpn_callback(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg) {
+    lunatls_Conn *c = lunatls_callback_conn(ssl);
+    AlpnChoice a = {in, inlen, NULL, 0, SSL_TLSEXT_ERR_NOACK};
+    (void)arg;
+    if (c == NULL || !lunatls_call_protected(c, alpn_protected, &a)) return SSL_TLSEXT_ERR_ALERT_FATAL;
+    if (a.result == SSL_TLSEXT_ERR_OK) { /* OpenSSL copies the name at once */
+        *out = a.out;
+        *outlen = a.outlen;
+    }
+    return a.result;
 }
 
 /* ---- methods ---- */

@@ -143,7 +143,12 @@ void lunatls_keylog_callback(const SSL *ssl, const char *line);
 int lunatls_client_hello_callback(SSL *ssl, int *alert, void *arg);
 int lunatls_conn_client_hello(lua_State *L);
 int lunatls_conn_set_context(lua_State *L);
+
+/* binding.c */
+int lunatls_conn_channel_binding(lua_State *L);
 int lunatls_ack_servername(SSL *ssl, int *alert, void *arg);
+int lunatls_alpn_callback(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg);
 
 /* x509.c */
 lunatls_Certificate *lunatls_newcertificate(lua_State *L);
