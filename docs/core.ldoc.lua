@@ -21,7 +21,7 @@ local core = {}
 -- `password`, `ca`, `cafile`, `capath`, `verify` ("none" | "peer" | "require"),
 -- `verify_depth`, `verify_flags`, `check_hostname`, `min_version`, `max_version`,
 -- `ciphers`, `ciphersuites`, `groups`, `alpn`, `servername`, `session_cache`,
--- `tickets`, `keylog` (docs/api.md has the table)
+-- `tickets`, `keylog`, `client_hello`, `security_level`, `sigalgs`, `client_ca` (docs/api.md has the table)
 -- @return a `Context`, or nil, message, "config"
 function core.new_context(options) end
 
@@ -147,6 +147,16 @@ function Conn:client_hello() end
 -- (C: `lunatls_conn_set_context`, src/hello.c).
 -- @tparam Context|false ctx
 function Conn:set_context(ctx) end
+
+--- A channel binding: `"tls-exporter"` (RFC 9266), `"tls-server-end-point"` (RFC 5929) or
+-- `"tls-unique"` (TLS 1.2 only); bytes, or nil, message, "protocol" (C: `lunatls_conn_channel_binding`,
+-- src/binding.c).
+-- @string kind
+function Conn:channel_binding(kind) end
+
+--- The negotiated key-exchange group (`"x25519"`, `"secp256r1"`), nil before the handshake
+-- (C: `conn_group`).
+function Conn:group() end
 
 --- lunatls.BIO: one end of a BIO pair (src/bio.c).
 -- @type BIO

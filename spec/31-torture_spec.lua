@@ -23,7 +23,7 @@ local API = {
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
                        "session_reused", "export_keying_material", "pending", "bio",
-                      "client_hello", "set_context" },
+                      "client_hello", "set_context", "channel_binding", "group" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
@@ -258,7 +258,7 @@ describe("every entry called with every wrong value", function()
     local keys = { "mode", "certificate", "key", "password", "ca", "cafile", "capath", "verify",
                    "verify_depth", "verify_flags", "check_hostname", "min_version", "max_version",
                    "ciphers", "ciphersuites", "groups", "alpn", "servername", "session_cache", "tickets",
-                   "keylog", "unknown_option" }
+                   "keylog", "client_hello", "security_level", "sigalgs", "client_ca", "unknown_option" }
     local problems = {}
     for _, mode in ipairs { "client", "server" } do
       for _, key in ipairs(keys) do

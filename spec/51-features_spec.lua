@@ -1,0 +1,177 @@
+-- Server and client features beyond the anchors (issue 13): ALPN chosen by
+-- a function, channel bindings, the negotiated group, security level,
+-- signature algorithms, the client-CA list, keylog = "env". In-process
+-- peers, and openssl s_client on 127.0.0.1.
+
+local tls = require "lunatls"
+local pair = require "helpers.pair"
+local link = require "helpers.link"
+local process = require "helpers.process"
+
+local F = pair.fixture
+
+local function connected(server_opts, client_opts, conn_opts)
+  return pair.new { server_ctx = pair.server_context(server_opts), client_ctx = pair.client_context(client_opts),
+                    client = conn_opts }:connect()
+end
+
+describe("alpn as a function", function()
+  it("receives the offered list and chooses", function()
+    local offered
+    local p = connected({ alpn = function(list) offered = list; return list[2] end },
+      { alpn = { "h2", "http/1.1", "x" } })
+    assert.same({ "h2", "http/1.1", "x" }, offered)
+    assert.equal("http/1.1", p.client.conn:alpn_selected())
+    assert.equal("http/1.1", p.server.conn:alpn_selected())
+  end)
+
+  it("nil: no ALPN", function()
+    local p = connected({ alpn = function() return nil end }, { alpn = { "h2" } })
+    assert.is_nil(p.client.conn:alpn_selected())
+  end)
+
+  it("false: refuses the client with no_application_protocol", function()
+    local p = pair.new { server_ctx = pair.server_context { alpn = function() return false end },
+                         client_ctx = pair.client_context { alpn = { "h2" } } }
+    local result = p:handshake()
+    assert.equal("protocol", result.server.code)
+    assert.matches("no application protocol", result.client.message)
+  end)
+
+  it("a name the client did not offer is the function's error", function()
+    local p = pair.new { server_ctx = pair.server_context { alpn = function() return "spdy" end },
+                         client_ctx = pair.client_context { alpn = { "h2" } } }
+    p.client.conn:do_handshake()
+    p:pump()
+    local ok, err = pcall(p.server.conn.do_handshake, p.server.conn)
+    assert.is_false(ok)
+    assert.matches("alpn function returned 'spdy', which the client did not offer", err)
+    local _, _, code = p.server.conn:do_handshake()
+    assert.equal("callback", code)
+  end)
+
+  it("is for servers", function()
+    pair.assert_bad_argument(function() tls.new_context { mode = "client", alpn = function() end } end,
+      1, "new_context", "option 'alpn': a function is for servers")
+  end)
+
+  it("chooses for openssl s_client", function()
+    local listener, port = link.listen()
+    local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d "
+      .. "-alpn one,two -CAfile %s"):format(port, F"ca.pem"), { stdin = "" })
+    finally(function() client:kill(); listener:close() end)
+    local sock = assert(link.accept(listener, 10))
+    local conn = pair.server_context { alpn = function(list) return list[#list] end }:new_conn()
+    local l = link.new(conn, sock)
+    finally(function() l:close() end)
+    assert.equal("done", l:handshake())
+    assert.equal("two", conn:alpn_selected())
+    assert.is_true(client:wait_output("ALPN protocol: two"))
+  end)
+end)
+
+describe("channel bindings", function()
+  for _, version in ipairs { "tls1.2", "tls1.3" } do
+    it(version .. ": tls-exporter and tls-server-end-point are the same on both sides", function()
+      local p = connected({ max_version = version }, { max_version = version })
+      local c, s = p.client.conn, p.server.conn
+      assert.equal(32, #c:channel_binding("tls-exporter"))
+      assert.equal(c:channel_binding("tls-exporter"), s:channel_binding("tls-exporter"))
+      assert.equal(c:export_keying_material("EXPORTER-Channel-Binding", 32), c:channel_binding("tls-exporter"))
+      -- the fixture certificate is signed with ecdsa-with-SHA256: its SHA-256
+      local end_point = c:channel_binding("tls-server-end-point")
+      assert.equal(end_point, s:channel_binding("tls-server-end-point"))
+      assert.equal(c:peer_certificate():fingerprint("sha256"), (end_point:gsub(".", function(b)
+        return ("%02x"):format(b:byte()) end)))
+    end)
+  end
+
+  it("tls-unique: TLS 1.2, the same on both sides, different per connection; nil on TLS 1.3", function()
+    local p = connected({ max_version = "tls1.2" }, { max_version = "tls1.2" })
+    local u = p.client.conn:channel_binding("tls-unique")
+    assert.equal(12, #u)
+    assert.equal(u, p.server.conn:channel_binding("tls-unique"))
+    local q = connected({ max_version = "tls1.2" }, { max_version = "tls1.2" })
+    assert.are_not.equal(u, q.client.conn:channel_binding("tls-unique"))
+    local r = connected()
+    assert.same({ nil, "channel_binding: tls-unique: not defined for TLS 1.3 (use tls-exporter)", "protocol" },
+      { r.client.conn:channel_binding("tls-unique") })
+  end)
+
+  it("before the handshake, and for an unknown kind", function()
+    local p = pair.new()
+    assert.same({ nil, "channel_binding: tls-exporter: the handshake is not done", "protocol" },
+      { p.client.conn:channel_binding("tls-exporter") })
+    pair.assert_bad_argument(function() p.client.conn:channel_binding("tls-foo") end, 1, "channel_binding",
+      "invalid option 'tls-foo'")
+  end)
+end)
+
+describe("small things", function()
+  it("conn:group() names the key exchange", function()
+    local p = connected({ groups = "P-384" }, { groups = "P-384:X25519" })
+    assert.equal("secp384r1", p.client.conn:group())
+    assert.equal("secp384r1", p.server.conn:group())
+    assert.is_nil(pair.new().client.conn:group())
+  end)
+
+  it("security_level: 5 refuses the fixture's 256-bit key", function()
+    local ok, message, code = tls.new_context { mode = "server", security_level = 5,
+                                                certificate = F"server.pem", key = F"server.key" }
+    assert.is_nil(ok, message)
+    assert.equal("config", code)
+    pair.assert_bad_argument(function() tls.new_context { mode = "client", security_level = 9 } end, 1,
+      "new_context", "option 'security_level': integer from 0 to 5 expected, got number")
+  end)
+
+  it("sigalgs: a server that signs only with ECDSA-P384-SHA384 cannot serve a P-256 key", function()
+    local p = pair.new { server_ctx = pair.server_context { sigalgs = "ECDSA+SHA384" } }
+    local result = p:handshake()
+    assert.equal("protocol", result.server.code)
+    local ok, _, code = tls.new_context { mode = "client", sigalgs = "NOPE+SHA1" }
+    assert.is_nil(ok)
+    assert.equal("config", code)
+  end)
+
+  it("client_ca: the CertificateRequest lists these names", function()
+    local listener, port = link.listen()
+    local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d -CAfile %s")
+      :format(port, F"ca.pem"), { stdin = "" })
+    finally(function() client:kill(); listener:close() end)
+    local sock = assert(link.accept(listener, 10))
+    local conn = pair.server_context { verify = "peer", cafile = F"ca.pem", client_ca = F"otherca.pem" }:new_conn()
+    local l = link.new(conn, sock)
+    finally(function() l:close() end)
+    l:handshake()
+    assert.is_true(client:wait_output("Acceptable client certificate CA names"), client:output())
+    assert.is_true(client:wait_output("CN = lunatls untrusted CA"), client:output())
+  end)
+
+  it("keylog = 'env' appends to $SSLKEYLOGFILE only when asked", function()
+    local path = os.tmpname()
+    local script = ([[
+      package.path = "./lua/?.lua;./lua/?/init.lua;./spec/?.lua;" .. package.path
+      package.cpath = "./build/?.so;" .. package.cpath
+      local pair = require "helpers.pair"
+      pair.new { client_ctx = pair.client_context { keylog = %s } }:connect()
+    ]])
+    local function run(keylog)
+      local f = assert(io.popen(("SSLKEYLOGFILE=%s lua5.4 -e '%s' 2>&1"):format(path, script:format(keylog))))
+      local out = f:read("a")
+      assert.is_true(f:close(), out)
+    end
+    run("nil")
+    local f = io.open(path)
+    local before = f and f:read("a") or ""
+    if f then f:close() end
+    assert.equal("", before)
+    run([["env"]])
+    f = assert(io.open(path))
+    local lines = f:read("a")
+    f:close()
+    os.remove(path)
+    assert.matches("CLIENT_HANDSHAKE_TRAFFIC_SECRET", lines)
+    pair.assert_bad_argument(function() tls.new_context { mode = "client", keylog = "stderr" } end, 1,
+      "new_context", "option 'keylog': invalid value 'stderr' (expected 'env')")
+  end)
+end)
