@@ -21,7 +21,8 @@ local core = {}
 -- `password`, `ca`, `cafile`, `capath`, `verify` ("none" | "peer" | "require"),
 -- `verify_depth`, `verify_flags`, `check_hostname`, `min_version`, `max_version`,
 -- `ciphers`, `ciphersuites`, `groups`, `alpn`, `servername`, `session_cache`,
--- `tickets`, `keylog`, `client_hello`, `security_level`, `sigalgs`, `client_ca` (docs/api.md has the table)
+-- `tickets`, `keylog`, `client_hello`, `security_level`, `sigalgs`, `client_ca`,
+-- `ticket_keys`, `session_cache_size`, `post_handshake_auth` (docs/api.md has the table)
 -- @return a `Context`, or nil, message, "config"
 function core.new_context(options) end
 
@@ -157,6 +158,11 @@ function Conn:channel_binding(kind) end
 --- The negotiated key-exchange group (`"x25519"`, `"secp256r1"`), nil before the handshake
 -- (C: `conn_group`).
 function Conn:group() end
+
+--- Server, TLS 1.3: ask the client (made with `post_handshake_auth = true`) for its certificate; the
+-- next write or read carries the exchange. true, or nil, message, "protocol"
+-- (C: `conn_verify_client_post_handshake`).
+function Conn:verify_client_post_handshake() end
 
 --- lunatls.BIO: one end of a BIO pair (src/bio.c).
 -- @type BIO

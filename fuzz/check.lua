@@ -103,6 +103,7 @@ local RAISED = {
   "bad argument #%d+ to '[%w_.?]+'", -- '?' through pcall, 'lunatls.core.f' for module functions
   "lunatls%.Conn is busy",
   "^set_context: the handshake is not waiting for a certificate",
+  "calling '[%w_]+' on bad self",
 }
 function M.raised(err)
   if type(err) ~= "string" then fail("raised a %s", type(err)) end

@@ -408,7 +408,8 @@ describe("callbacks", function()
   end)
 
   local CHANGES_STATE = { do_handshake = true, read = true, write = true, shutdown = true, close = true,
-                          set_connect_state = true, set_accept_state = true, key_update = true }
+                          set_connect_state = true, set_accept_state = true, key_update = true,
+                          set_context = true, verify_client_post_handshake = true }
 
   it("a callback may call every accessor of its own Conn, and nothing that changes it", function()
     local methods = {}

@@ -23,7 +23,8 @@ local API = {
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
                        "session_reused", "export_keying_material", "pending", "bio",
-                      "client_hello", "set_context", "channel_binding", "group" },
+                      "client_hello", "set_context", "channel_binding", "group",
+                      "verify_client_post_handshake" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
@@ -48,6 +49,7 @@ local RAISED = {
   "^[^:]*:?%d*:? ?attempt to use a closed lunatls%.%a+$", -- with the caller's position
   "lunatls%.Conn is busy",
   "^set_context: the handshake is not waiting for a certificate",
+  "calling '[%w_]+' on bad self",
   "hostile value",
 }
 
@@ -258,7 +260,8 @@ describe("every entry called with every wrong value", function()
     local keys = { "mode", "certificate", "key", "password", "ca", "cafile", "capath", "verify",
                    "verify_depth", "verify_flags", "check_hostname", "min_version", "max_version",
                    "ciphers", "ciphersuites", "groups", "alpn", "servername", "session_cache", "tickets",
-                   "keylog", "client_hello", "security_level", "sigalgs", "client_ca", "unknown_option" }
+                   "keylog", "client_hello", "security_level", "sigalgs", "client_ca", "ticket_keys",
+                   "session_cache_size", "post_handshake_auth", "unknown_option" }
     local problems = {}
     for _, mode in ipairs { "client", "server" } do
       for _, key in ipairs(keys) do

@@ -175,3 +175,103 @@ describe("small things", function()
       "new_context", "option 'keylog': invalid value 'stderr' (expected 'env')")
   end)
 end)
+
+describe("ticket_keys: sessions across processes", function()
+  local function key(seed) return (seed):rep(80):sub(1, 80) end
+  local K1, K2 = key("a1"), key("b2")
+
+  --- A session from a server made with `first`, offered to a server made
+  -- with `second` (each a fresh context: another process would make its own).
+  local function resumes(first, second, version)
+    local cctx = pair.client_context { max_version = version }
+    local p = pair.new { server_ctx = pair.server_context(first), client_ctx = cctx }:connect()
+    assert(p:send(p.server, "x") == "x")
+    p.client.conn:read()
+    local session = p.client.conn:session()
+    local q = pair.new { server_ctx = pair.server_context(second), client_ctx = cctx,
+                         client = { server_name = "localhost", session = session } }:connect()
+    return q.server.conn:session_reused()
+  end
+
+  for _, version in ipairs { "tls1.2", "tls1.3" } do
+    it(version .. ": two contexts with the same keys and settings resume each other's sessions", function()
+      assert.is_true(resumes({ ticket_keys = K1 }, { ticket_keys = K1 }, version))
+      assert.is_false(resumes({}, {}, version)) -- without: random keys per context
+    end)
+
+    it(version .. ": rotation: a new key first, the old one still decrypts", function()
+      assert.is_true(resumes({ ticket_keys = K1 }, { ticket_keys = { K2, K1 } }, version))
+      assert.is_false(resumes({ ticket_keys = K1 }, { ticket_keys = K2 }, version))
+    end)
+
+    it(version .. ": contexts that differ in a setting never share sessions", function()
+      assert.is_false(resumes({ ticket_keys = K1 }, { ticket_keys = K1, verify = "peer", cafile = F"ca.pem" }, version))
+    end)
+  end
+
+  it("keys are 80 bytes, for servers", function()
+    pair.assert_bad_argument(function() tls.new_context { mode = "server", ticket_keys = "short" } end, 1,
+      "new_context", "option 'ticket_keys': keys are strings of exactly 80 bytes")
+    pair.assert_bad_argument(function() tls.new_context { mode = "server", ticket_keys = {} } end, 1,
+      "new_context", "option 'ticket_keys': a key or a list of at least one key expected")
+    pair.assert_bad_argument(function() tls.new_context { mode = "client", ticket_keys = K1 } end, 1,
+      "new_context", "option 'ticket_keys' is for servers")
+  end)
+
+  it("session_cache_size bounds the cache", function()
+    assert.is_truthy(tls.new_context { mode = "server", session_cache_size = 100 })
+    pair.assert_bad_argument(function() tls.new_context { mode = "server", session_cache_size = 0 } end, 1,
+      "new_context", "option 'session_cache_size': integer from 1 expected, got number")
+  end)
+end)
+
+describe("post-handshake client authentication (TLS 1.3)", function()
+  it("the server asks after the handshake; the next exchange carries the client's certificate", function()
+    local p = connected({ verify = "none", cafile = F"ca.pem" },
+      { post_handshake_auth = true, certificate = F"client.pem", key = F"client.key" })
+    assert.is_nil(p.server.conn:peer_certificate())
+    assert.is_true(p.server.conn:verify_client_post_handshake())
+    assert.equal("ping", p:send(p.server, "ping")) -- carries the CertificateRequest
+    assert.equal("pong", p:send(p.client, "pong")) -- and the client's answer
+    assert.equal("CN=lunatls test client,O=lunatls tests", p.server.conn:peer_certificate():subject())
+    assert.same({ 0, "ok" }, { p.server.conn:verify_result() })
+  end)
+
+  it("a client that did not offer it: nil, message, 'protocol'", function()
+    local p = connected({ cafile = F"ca.pem" }, {})
+    local ok, message, code = p.server.conn:verify_client_post_handshake()
+    assert.is_nil(ok)
+    assert.equal("protocol", code)
+    assert.matches("^verify_client_post_handshake: ", message)
+  end)
+
+  it("is for servers and clients respectively", function()
+    local p = connected()
+    assert.matches("calling 'verify_client_post_handshake' on bad self %(a server connection expected%)",
+      pair.error_of(function() p.client.conn:verify_client_post_handshake() end))
+    pair.assert_bad_argument(function() tls.new_context { mode = "server", post_handshake_auth = true } end, 1,
+      "new_context", "option 'post_handshake_auth' is for clients")
+  end)
+
+  it("asks openssl s_client -enable_pha for its certificate", function()
+    local listener, port = link.listen()
+    local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d -enable_pha "
+      .. "-cert %s -key %s -CAfile %s -ign_eof"):format(port, F"client.pem", F"client.key", F"ca.pem"),
+      { stdin = "hello\n" })
+    finally(function() client:kill(); listener:close() end)
+    local sock = assert(link.accept(listener, 10))
+    local conn = pair.server_context { cafile = F"ca.pem" }:new_conn()
+    local l = link.new(conn, sock)
+    finally(function() l:close() end)
+    assert.equal("done", l:handshake())
+    assert.is_true(conn:verify_client_post_handshake())
+    assert.equal(3, l:write_all("hi\n"))
+    assert.equal("hello\n", l:read_until("\n"))
+    for _ = 1, 50 do -- s_client answers the request when it reads it: maybe after its line
+      if conn:peer_certificate() then break end
+      l:fill(0.1)
+      conn:read()
+    end
+    assert.equal("CN=lunatls test client,O=lunatls tests", conn:peer_certificate():subject())
+  end)
+end)

@@ -309,6 +309,7 @@ int lunatls_conn_new(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, 3, CONN_UV_CONTEXT);
     c->is_server = ctx->is_server;
+    c->first_ctx = ctx->ctx;
     ERR_clear_error();
     c->ssl = SSL_new(ctx->ctx);
     if (c->ssl == NULL) return luaL_error(L, "new_conn: %s", lunatls_last_reason());
@@ -501,6 +502,30 @@ static int conn_key_update(lua_State *L) {
     if (ret != 1) {
         const char *reason = lunatls_last_reason();
         lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");
+        return lunatls_fail(L, lua_tostring(L, -1), "protocol");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* conn:verify_client_post_handshake() -> true, or nil, message, code.
+ * Server, TLS 1.3, a client that offered post-handshake authentication:
+ * asks for the client's certificate now; the next write or read carries
+ * the request and the answer, and peer_certificate() then returns it. The
+ * context's verify mode and trust store judge it ("require": no
+ * certificate fails the connection). */
+static int conn_verify_client_post_handshake(lua_State *L) {
+    lunatls_Conn *c = self_unless_failed(L);
+    if (c == NULL) return repeat_failure(L);
+    luaL_argcheck(L, c->is_server, 1, "a server connection expected");
+    if (!handshake_done(c))
+        return lunatls_fail(L, "verify_client_post_handshake: the handshake is not done", "protocol");
+    clear_errors();
+    SSL_set_verify(c->ssl, SSL_get_verify_mode(c->ssl) | SSL_VERIFY_PEER | SSL_VERIFY_POST_HANDSHAKE,
+                   NULL);
+    if (SSL_verify_client_post_handshake(c->ssl) != 1) {
+        const char *reason = lunatls_last_reason();
+        lua_pushfstring(L, "verify_client_post_handshake: %s", reason != NULL ? reason : "not possible now");
         return lunatls_fail(L, lua_tostring(L, -1), "protocol");
     }
     lua_pushboolean(L, 1);
@@ -746,6 +771,7 @@ void lunatls_open_conn(lua_State *L) {
         {"client_hello", lunatls_conn_client_hello},
         {"channel_binding", lunatls_conn_channel_binding},
         {"group", conn_group},
+        {"verify_client_post_handshake", conn_verify_client_post_handshake},
         {"set_context", lunatls_conn_set_context},
         {NULL, NULL},
     };

@@ -8,6 +8,7 @@
 #include "lunatls.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,8 @@ static const char *const known_options[] = {
     "verify", "verify_depth", "verify_flags", "check_hostname",
     "min_version", "max_version", "ciphers", "ciphersuites", "groups",
     "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello",
-    "security_level", "sigalgs", "client_ca", NULL,
+    "security_level", "sigalgs", "client_ca", "ticket_keys", "session_cache_size",
+    "post_handshake_auth", NULL,
 };
 
 #define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
@@ -40,19 +42,9 @@ lunatls_Context *lunatls_checkcontext(lua_State *L, int idx) {
  * reference to its SSL_CTX, so this lives as long as any connection that
  * may read it, even when the Lua object was finalized first. */
 
-#define SECRET_LEN 32
 /* OpenSSL 3.0's default key-exchange groups, to restore them on a switch. */
 #define DEFAULT_GROUPS "x25519:secp256r1:x448:secp521r1:secp384r1:" \
                        "ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192"
-
-typedef struct {
-    unsigned char *alpn;                /* server: preference list, wire format */
-    unsigned int alpn_len;
-    unsigned char secret[SECRET_LEN];   /* binds sessions to this context */
-    char *ciphers, *ciphersuites, *groups; /* the lists as configured */
-    int client_hello;                   /* server: pause after the ClientHello */
-    FILE *keylog_file;                  /* keylog = "env": $SSLKEYLOGFILE, opened for appending */
-} ContextData;
 
 static int data_index = -1;
 static CRYPTO_ONCE data_index_once = CRYPTO_ONCE_STATIC_INIT;
@@ -67,6 +59,7 @@ static void free_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long
     OPENSSL_free(d->ciphersuites);
     OPENSSL_free(d->groups);
     if (d->keylog_file != NULL) fclose(d->keylog_file);
+    OPENSSL_clear_free(d->ticket_keys, d->ticket_key_count * sizeof *d->ticket_keys);
     OPENSSL_clear_free(d, sizeof *d);
 }
 
@@ -74,9 +67,11 @@ static void new_data_index(void) {
     data_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_data);
 }
 
-static ContextData *context_data(const SSL_CTX *ctx) {
+ContextData *lunatls_context_data(const SSL_CTX *ctx) {
     return (ContextData *)SSL_CTX_get_ex_data(ctx, data_index);
 }
+
+#define context_data lunatls_context_data
 
 static int attach_data(SSL_CTX *ctx) {
     ContextData *d = (ContextData *)OPENSSL_zalloc(sizeof *d);
@@ -588,18 +583,94 @@ static void set_alpn(lua_State *L, lunatls_Context *c) {
 
 /* ---- sessions and callbacks ---- */
 
+/* Client: offer TLS 1.3 post-handshake authentication (the server may then
+ * ask for our certificate at any time: conn:verify_client_post_handshake). */
+static void set_post_handshake_auth(lua_State *L, lunatls_Context *c) {
+    if (!lunatls_opt_boolean(L, OPTS, "post_handshake_auth", 0)) return;
+    if (c->is_server) luaL_argerror(L, OPTS, "option 'post_handshake_auth' is for clients");
+    SSL_CTX_set_post_handshake_auth(c->ctx, 1);
+}
+
 static void set_client_hello(lua_State *L, lunatls_Context *c) {
     int pause = lunatls_opt_boolean(L, OPTS, "client_hello", 0);
     if (pause && !c->is_server) luaL_argerror(L, OPTS, "option 'client_hello' is for servers");
     context_data(c->ctx)->client_hello = pause;
 }
 
+/* With shared ticket keys, sessions must resume in another process's
+ * context configured the same way: the secret that binds sessions to a
+ * context (lunatls_bind_sessions) is then a digest of the configuration
+ * (every option but the password and the keys, functions by type only, in
+ * a fixed order) instead
+ * of random bytes. Contexts that differ in any setting still never share
+ * sessions. */
+/* Pushes option `name` as text for the digest: "<type>:<value>", a list's
+ * entries each followed by a NUL; a function as its type alone. */
+static void push_option_text(lua_State *L, const char *name) {
+    luaL_Buffer b;
+    int value;
+    lua_getfield(L, OPTS, name);
+    value = lua_gettop(L);
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, luaL_typename(L, value));
+    luaL_addchar(&b, ':');
+    if (lua_istable(L, value)) {
+        lua_Integer k, count = (lua_Integer)lua_rawlen(L, value);
+        for (k = 1; k <= count; k++) {
+            lua_rawgeti(L, value, k);
+            luaL_addvalue(&b);
+            luaL_addchar(&b, '\0');
+        }
+    } else if (lua_isboolean(L, value)) {
+        luaL_addstring(&b, lua_toboolean(L, value) ? "true" : "false");
+    } else if (lua_type(L, value) == LUA_TSTRING || lua_type(L, value) == LUA_TNUMBER) {
+        lua_pushvalue(L, value);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_remove(L, value);
+}
+
+static void derive_secret(lua_State *L, SSL_CTX *ctx) {
+    unsigned int len = 0;
+    size_t n;
+    const char *text;
+    int i, pushed = 0;
+    for (i = 0; known_options[i] != NULL; i++) {
+        if (strcmp(known_options[i], "password") == 0 || strcmp(known_options[i], "ticket_keys") == 0)
+            continue; /* a secret, and keys that rotate */
+        luaL_checkstack(L, 2, "new_context");
+        lua_pushstring(L, known_options[i]);
+        push_option_text(L, known_options[i]);
+        pushed += 2;
+    }
+    lua_concat(L, pushed);
+    text = lua_tolstring(L, -1, &n);
+    if (EVP_Digest(text, n, context_data(ctx)->secret, &len, EVP_sha256(), NULL) != 1)
+        luaL_error(L, "new_context: out of memory");
+    lua_pop(L, 1);
+}
+
 static void set_sessions(lua_State *L, SSL_CTX *ctx, int is_server) {
     int cache = lunatls_opt_boolean(L, OPTS, "session_cache", 1);
     int tickets = lunatls_opt_boolean(L, OPTS, "tickets", 1);
-    if (!is_server) return;
+    lua_Integer size = 0;
+    if (lunatls_opt_push(L, OPTS, "session_cache_size", LUA_TNUMBER, "integer from 1")) {
+        size = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+        if (size < 1 || size > LONG_MAX)
+            lunatls_opt_type_error(L, OPTS, "session_cache_size", "integer from 1");
+    }
+    lua_pop(L, 1);
+    if (!is_server) {
+        lua_pushliteral(L, "ticket_keys");
+        if (lua_rawget(L, OPTS) != LUA_TNIL) luaL_argerror(L, OPTS, "option 'ticket_keys' is for servers");
+        lua_pop(L, 1);
+        return;
+    }
     SSL_CTX_set_session_cache_mode(ctx, cache ? SSL_SESS_CACHE_SERVER : SSL_SESS_CACHE_OFF);
+    if (size > 0) SSL_CTX_sess_set_cache_size(ctx, (long)size);
     if (!tickets) SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    if (lunatls_set_ticket_keys(L, ctx, OPTS)) derive_secret(L, ctx);
     /* Resumption with client certificates needs a session id context; each
      * handshake replaces it by one bound to the server name (hello.c). */
     SSL_CTX_set_session_id_context(ctx, context_data(ctx)->secret, SECRET_LEN);
@@ -686,6 +757,7 @@ static int configure(lua_State *L, lunatls_Context *c, int ud) {
     set_alpn(L, c);
     set_sessions(L, c->ctx, c->is_server);
     set_client_hello(L, c);
+    set_post_handshake_auth(L, c);
     set_callbacks(L, c, ud);
     return 0;
 }

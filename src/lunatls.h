@@ -6,6 +6,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
+
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -24,6 +26,23 @@ typedef struct {
     int check_hostname;   /* client: new_conn insists on a server_name */
 } lunatls_Context;
 
+/* What an SSL_CTX carries for its connections' callbacks (context.c):
+ * kept in the SSL_CTX's ex_data and freed with it, so it lives as long as
+ * any connection that may read it, even when the Lua object was finalized
+ * first. */
+#define SECRET_LEN 32
+#define TICKET_KEY_LEN 80 /* name 16, HMAC key 32, AES key 32 (tickets.c) */
+typedef struct {
+    unsigned char *alpn;                   /* server: preference list, wire format */
+    unsigned int alpn_len;
+    unsigned char secret[SECRET_LEN];      /* binds sessions to this context */
+    char *ciphers, *ciphersuites, *groups; /* the lists as configured */
+    int client_hello;                      /* server: pause after the ClientHello */
+    FILE *keylog_file;                     /* keylog = "env": $SSLKEYLOGFILE */
+    unsigned char (*ticket_keys)[TICKET_KEY_LEN]; /* ticket_keys: the first encrypts */
+    size_t ticket_key_count;
+} ContextData;
+
 /* Uservalue slots of a Context. */
 enum { CTX_UV_CALLBACKS = 1, CTX_NUV = 1 };
 
@@ -38,6 +57,8 @@ typedef struct {
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
+    SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
+                           * session cache and ticket keys (borrowed: the SSL holds it) */
 } lunatls_Conn;
 
 /* Where a server connection's ClientHello stands (hello.c). */
@@ -116,6 +137,7 @@ const char *lunatls_push_bounded(lua_State *L, const char *s);
 
 /* context.c */
 lunatls_Context *lunatls_checkcontext(lua_State *L, int idx);
+ContextData *lunatls_context_data(const SSL_CTX *ctx);
 const char *lunatls_push_alpn_wire(lua_State *L, int list, int arg, size_t *len);
 int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen);
 int lunatls_context_pauses(const SSL_CTX *ctx);
@@ -143,6 +165,9 @@ void lunatls_keylog_callback(const SSL *ssl, const char *line);
 int lunatls_client_hello_callback(SSL *ssl, int *alert, void *arg);
 int lunatls_conn_client_hello(lua_State *L);
 int lunatls_conn_set_context(lua_State *L);
+
+/* tickets.c: session tickets shared between processes */
+int lunatls_set_ticket_keys(lua_State *L, SSL_CTX *ctx, int opts);
 
 /* binding.c */
 int lunatls_conn_channel_binding(lua_State *L);
