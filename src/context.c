@@ -83,125 +83,6 @@ static int attach_data(SSL_CTX *ctx) {
     return RAND_bytes(d->secret, SECRET_LEN) == 1;
 }
 
-/* ---- where certificates and keys come from ---- */
-
-static int is_pem_text(const char *s) {
-    return strstr(s, "-----BEGIN ") != NULL;
-}
-
-/* What a failure message names: the path, or "PEM text". */
-static const char *source_name(const char *s, int may_be_path) {
-    return is_pem_text(s) || !may_be_path ? "PEM text" : s;
-}
-
-/* nil, "<what>: <path>: <problem>", "config" when path is not a readable
- * file (or, want_dir, a directory); 0 when it looks right. OpenSSL would
- * say "no start line" for a directory and nothing at all for a capath. */
-static int path_problem(lua_State *L, const char *what, const char *path, int want_dir) {
-    struct stat st;
-    const char *problem = NULL;
-    if (stat(path, &st) != 0) problem = strerror(errno);
-    else if (want_dir && !S_ISDIR(st.st_mode)) problem = "not a directory";
-    else if (!want_dir && S_ISDIR(st.st_mode)) problem = "is a directory, not a file";
-    if (problem == NULL) return 0;
-    lua_pushfstring(L, "%s: %s: %s", what, lunatls_push_bounded(L, path), problem);
-    return lunatls_fail(L, lua_tostring(L, -1), "config");
-}
-
-/* Opens option `what` (PEM text, or a path when may_be_path) as *bio; 0,
- * or the failure's results. */
-static int open_source(lua_State *L, const char *what, const char *s, size_t len,
-                       int may_be_path, BIO **bio) {
-    int n;
-    if (is_pem_text(s) || !may_be_path) {
-        *bio = BIO_new_mem_buf(s, (int)len);
-    } else {
-        if ((n = path_problem(L, what, s, 0)) != 0) return n;
-        *bio = BIO_new_file(s, "r");
-    }
-    return *bio != NULL ? 0 : lunatls_config_error(L, what, source_name(s, may_be_path));
-}
-
-/* nil, "<what>: <source>: entry <i>: <reason>", "config" */
-static int entry_error(lua_State *L, const char *what, const char *source, int entry) {
-    return lunatls_config_error(L, what, lua_pushfstring(L, "%s: entry %d", source, entry));
-}
-
-static int is_certificate_block(const char *name) {
-    return strcmp(name, PEM_STRING_X509) == 0 || strcmp(name, PEM_STRING_X509_OLD) == 0 ||
-           strcmp(name, PEM_STRING_X509_TRUSTED) == 0;
-}
-
-/* Decodes one PEM block that claims to be a certificate; NULL if damaged. */
-static X509 *decode_certificate(const char *name, const unsigned char *der, long len) {
-    const unsigned char *p = der;
-    X509 *x = strcmp(name, PEM_STRING_X509_TRUSTED) == 0 ? d2i_X509_AUX(NULL, &p, len)
-                                                         : d2i_X509(NULL, &p, len);
-    if (x != NULL && p != der + len) { /* trailing bytes: not what was meant */
-        X509_free(x);
-        return NULL;
-    }
-    return x;
-}
-
-/* Reads every certificate of the PEM source into *out, in order. Blocks of
- * other types (a key beside its certificate) are skipped, as OpenSSL does;
- * a damaged block, or one named like a certificate that does not decode,
- * fails the whole load and is named by its place: a bundle is never cut
- * short in silence. Returns 0, or the failure's results. */
-static int read_certificates(lua_State *L, const char *what, const char *s, size_t len,
-                             int may_be_path, STACK_OF(X509) *out) {
-    BIO *bio;
-    int entry = 0, n;
-    if ((n = open_source(L, what, s, len, may_be_path, &bio)) != 0) return n;
-    for (;;) {
-        char *name = NULL, *header = NULL;
-        unsigned char *der = NULL;
-        long der_len = 0;
-        X509 *x = NULL;
-        int ok;
-        ERR_set_mark();
-        if (PEM_read_bio(bio, &name, &header, &der, &der_len) != 1) {
-            unsigned long e = ERR_peek_last_error();
-            int at_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
-            if (at_end) ERR_pop_to_mark();
-            else ERR_clear_last_mark();
-            BIO_free(bio);
-            return at_end ? 0 : entry_error(L, what, source_name(s, may_be_path), entry + 1);
-        }
-        ERR_clear_last_mark();
-        entry++;
-        ok = !is_certificate_block(name) ||
-             ((x = decode_certificate(name, der, der_len)) != NULL && sk_X509_push(out, x) > 0);
-        OPENSSL_free(name);
-        OPENSSL_free(header);
-        OPENSSL_free(der);
-        if (!ok) {
-            X509_free(x);
-            BIO_free(bio);
-            return entry_error(L, what, source_name(s, may_be_path), entry);
-        }
-    }
-}
-
-/* Loads a certificate source that must hold at least one certificate. */
-static STACK_OF(X509) *load_certificates(lua_State *L, const char *what, const char *s,
-                                         size_t len, int may_be_path, int *failed) {
-    STACK_OF(X509) *certs = sk_X509_new_null();
-    if (certs == NULL) luaL_error(L, "new_context: out of memory");
-    *failed = read_certificates(L, what, s, len, may_be_path, certs);
-    if (*failed == 0 && sk_X509_num(certs) == 0) {
-        lua_pushfstring(L, "%s: %s: no certificate found", what,
-                        lunatls_push_bounded(L, source_name(s, may_be_path)));
-        *failed = lunatls_fail(L, lua_tostring(L, -1), "config");
-    }
-    if (*failed != 0) {
-        sk_X509_pop_free(certs, X509_free);
-        return NULL;
-    }
-    return certs;
-}
-
 /* ---- certificates and keys ---- */
 
 /* The first certificate is ours; the rest is the chain we send with it. */
@@ -215,136 +96,27 @@ static int use_chain(SSL_CTX *ctx, STACK_OF(X509) *certs) {
 
 static int set_certificate(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = lunatls_opt_string(L, OPTS, "certificate", &len);
+    const char *s = lunatls_opt_source(L, OPTS, "certificate", &len);
     STACK_OF(X509) *certs;
     int failed, ok;
     if (s == NULL) return 0;
-    if ((certs = load_certificates(L, "certificate", s, len, 1, &failed)) == NULL) return failed;
+    if ((certs = lunatls_load_certificates(L, "certificate", s, len, 1, &failed)) == NULL) return failed;
     ok = use_chain(ctx, certs);
     sk_X509_pop_free(certs, X509_free);
-    return ok ? 0 : lunatls_config_error(L, "certificate", source_name(s, 1));
-}
-
-/* What the password callback needs during new_context. */
-typedef struct {
-    lua_State *L;
-    int failed;           /* the password function raised: its error is on the stack top */
-    int too_long;         /* the password does not fit OpenSSL's buffer of this size */
-    const char *returned; /* the type the password function returned, when not a string */
-    int nul;              /* the password function returned a string with a NUL byte */
-} PasswordSource;
-
-/* OpenSSL's buffer for the password, and how much of it we filled. */
-typedef struct {
-    char *buf;
-    int size;
-    int len;
-    int too_long;
-    const char *returned; /* what the function returned, when not a password */
-    int nul;              /* ... a string with a NUL byte */
-} PasswordRequest;
-
-/* password_protected(opts, request): copies the password option, or what
- * the password function returns, into the request's buffer. */
-static int password_protected(lua_State *L) {
-    PasswordRequest *request = (PasswordRequest *)lua_touserdata(L, 2);
-    size_t len;
-    const char *pw;
-    if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) {
-        lua_call(L, 0, 1);
-        if (lua_type(L, -1) != LUA_TSTRING) { /* a number is not a password either */
-            request->returned = luaL_typename(L, -1); /* a static string */
-            return 0;
-        }
-    }
-    pw = lua_tolstring(L, -1, &len);
-    if (pw == NULL) return 0; /* no password given: an empty one, and the key fails to open */
-    if (strlen(pw) != len) { /* OpenSSL would cut the password short there */
-        request->returned = "a string with a NUL byte";
-        request->nul = 1;
-        return 0;
-    }
-    if (len > (size_t)request->size) {
-        request->too_long = 1;
-        return 0;
-    }
-    memcpy(request->buf, pw, len);
-    request->len = (int)len;
-    return 0;
-}
-
-/* Runs inside PEM_read_bio_PrivateKey, where nothing may raise (not even
- * out of memory while converting the password to a string): everything
- * that touches Lua runs under lua_pcall, in password_protected. */
-static int password_callback(char *buf, int size, int rwflag, void *userdata) {
-    PasswordSource *src = (PasswordSource *)userdata;
-    lua_State *L = src->L;
-    PasswordRequest request = {buf, size, 0, 0, NULL, 0};
-    (void)rwflag;
-    if (src->failed || !lua_checkstack(L, 3)) return 0;
-    lua_pushcfunction(L, password_protected);
-    lua_pushvalue(L, OPTS);
-    lua_pushlightuserdata(L, &request);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        src->failed = 1;
-        return 0;
-    }
-    if (request.too_long) src->too_long = size;
-    if (request.returned != NULL) src->returned = request.returned;
-    if (request.nul) src->nul = 1;
-    return request.len;
-}
-
-static void check_password_type(lua_State *L) {
-    int t = lua_getfield(L, OPTS, "password");
-    if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
-        lunatls_opt_type_error(L, OPTS, "password", "string or function");
-    lua_pop(L, 1);
-    if (t == LUA_TSTRING) lunatls_opt_string(L, OPTS, "password", NULL); /* refuses a NUL */
-}
-
-/* The private key of source s, or NULL with the failure's results in *failed. */
-static EVP_PKEY *read_key(lua_State *L, const char *s, size_t len, int *failed) {
-    PasswordSource src = {L, 0, 0, NULL, 0};
-    EVP_PKEY *pkey = NULL;
-    BIO *bio;
-    if ((*failed = open_source(L, "key", s, len, 1, &bio)) != 0) return NULL;
-    /* Always pass a callback: without one OpenSSL prompts on the terminal. */
-    pkey = PEM_read_bio_PrivateKey(bio, NULL, password_callback, &src);
-    BIO_free(bio);
-    if (src.failed) {
-        EVP_PKEY_free(pkey);
-        ERR_clear_error();
-        lua_error(L); /* the password function's own error */
-    }
-    if (src.returned != NULL) {
-        EVP_PKEY_free(pkey);
-        ERR_clear_error();
-        luaL_argerror(L, OPTS, lua_pushfstring(L, "option 'password': the function returned %s%s",
-                                               src.returned, src.nul ? "" : ", not a string"));
-    }
-    if (src.too_long) {
-        EVP_PKEY_free(pkey);
-        lua_pushfstring(L, "key: %s: the password is longer than %d bytes", source_name(s, 1),
-                        src.too_long);
-        *failed = lunatls_fail(L, lua_tostring(L, -1), "config");
-        return NULL;
-    }
-    if (pkey == NULL) *failed = lunatls_config_error(L, "key", source_name(s, 1));
-    return pkey;
+    return ok ? 0 : lunatls_config_error(L, "certificate", lunatls_source_name(s, len, 1));
 }
 
 static int set_key(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = lunatls_opt_string(L, OPTS, "key", &len);
+    const char *s = lunatls_opt_source(L, OPTS, "key", &len);
     EVP_PKEY *pkey;
     int failed, ok;
-    check_password_type(L);
+    lunatls_check_password(L);
     if (s == NULL) return 0;
-    if ((pkey = read_key(L, s, len, &failed)) == NULL) return failed;
+    if ((pkey = lunatls_load_key(L, s, len, &failed)) == NULL) return failed;
     ok = SSL_CTX_use_PrivateKey(ctx, pkey) == 1;
     EVP_PKEY_free(pkey);
-    if (!ok) return lunatls_config_error(L, "key", source_name(s, 1));
+    if (!ok) return lunatls_config_error(L, "key", lunatls_source_name(s, len, 1));
     if (SSL_CTX_get0_certificate(ctx) != NULL && SSL_CTX_check_private_key(ctx) != 1)
         return lunatls_config_error(L, "key", "does not match the certificate");
     return 0;
@@ -356,7 +128,7 @@ static int add_ca(lua_State *L, SSL_CTX *ctx, const char *pem, size_t len) {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     STACK_OF(X509) *certs;
     int failed, i, ok = 1;
-    if ((certs = load_certificates(L, "ca", pem, len, 0, &failed)) == NULL) return failed;
+    if ((certs = lunatls_load_certificates(L, "ca", pem, len, 0, &failed)) == NULL) return failed;
     for (i = 0; ok && i < sk_X509_num(certs); i++) ok = X509_STORE_add_cert(store, sk_X509_value(certs, i)) == 1;
     sk_X509_pop_free(certs, X509_free);
     return ok ? 0 : lunatls_config_error(L, "ca", lua_pushfstring(L, "PEM text: entry %d", i));
@@ -367,28 +139,28 @@ static int add_ca(lua_State *L, SSL_CTX *ctx, const char *pem, size_t len) {
  * these CAs issued. */
 static int set_client_ca_names(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = lunatls_opt_string(L, OPTS, "client_ca", &len);
+    const char *s = lunatls_opt_source(L, OPTS, "client_ca", &len);
     STACK_OF(X509) *certs;
     int failed, i, ok = 1;
     if (s == NULL) return 0;
-    if ((certs = load_certificates(L, "client_ca", s, len, 1, &failed)) == NULL) return failed;
+    if ((certs = lunatls_load_certificates(L, "client_ca", s, len, 1, &failed)) == NULL) return failed;
     for (i = 0; ok && i < sk_X509_num(certs); i++) ok = SSL_CTX_add_client_CA(ctx, sk_X509_value(certs, i)) == 1;
     sk_X509_pop_free(certs, X509_free);
-    return ok ? 0 : lunatls_config_error(L, "client_ca", source_name(s, 1));
+    return ok ? 0 : lunatls_config_error(L, "client_ca", lunatls_source_name(s, len, 1));
 }
 
 static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     size_t len;
-    const char *ca = lunatls_opt_string(L, OPTS, "ca", &len);
+    const char *ca = lunatls_opt_source(L, OPTS, "ca", &len);
     const char *cafile = lunatls_opt_string(L, OPTS, "cafile", NULL);
     const char *capath = lunatls_opt_string(L, OPTS, "capath", NULL);
     int n;
     if (ca != NULL && (n = add_ca(L, ctx, ca, len)) != 0) return n;
-    if (cafile != NULL && (n = path_problem(L, "cafile", cafile, 0)) != 0) return n;
+    if (cafile != NULL && (n = lunatls_path_problem(L, "cafile", cafile, 0)) != 0) return n;
     if (cafile != NULL && SSL_CTX_load_verify_file(ctx, cafile) != 1)
         return lunatls_config_error(L, "cafile", cafile);
     /* OpenSSL reads a capath lazily and never reports a missing folder */
-    if (capath != NULL && (n = path_problem(L, "capath", capath, 1)) != 0) return n;
+    if (capath != NULL && (n = lunatls_path_problem(L, "capath", capath, 1)) != 0) return n;
     if (capath != NULL && SSL_CTX_load_verify_dir(ctx, capath) != 1)
         return lunatls_config_error(L, "capath", capath);
     if (ca == NULL && cafile == NULL && capath == NULL && verify != SSL_VERIFY_NONE)
