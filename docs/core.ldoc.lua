@@ -22,7 +22,7 @@ local core = {}
 -- `verify_depth`, `verify_flags`, `check_hostname`, `min_version`, `max_version`,
 -- `ciphers`, `ciphersuites`, `groups`, `alpn`, `servername`, `session_cache`,
 -- `tickets`, `keylog`, `client_hello`, `security_level`, `sigalgs`, `client_ca`,
--- `ticket_keys`, `session_cache_size`, `post_handshake_auth` (docs/api.md has the table)
+-- `ticket_keys`, `session_cache_size`, `post_handshake_auth`, `pkcs12` (docs/api.md has the table)
 -- @return a `Context`, or nil, message, "config"
 function core.new_context(options) end
 
@@ -36,6 +36,11 @@ function core.new_bio_pair(size) end
 -- @tparam string text PEM text
 -- @return a `Session`, or nil, message, "config"
 function core.import_session(text) end
+
+--- Every certificate of PEM text, DER bytes, or a file of either (C: `certificates_load`, src/x509.c).
+-- @tparam string source
+-- @return a list of `Certificate`, or nil, message, "config"
+function core.load_certificates(source) end
 
 --- The version of lunatls (the VERSION file, passed with -DLUNATLS_VERSION).
 core._VERSION = "0.2.0"
@@ -201,8 +206,10 @@ function Certificate:subject() end
 --- Issuer, RFC 2253 (C: `cert_issuer`).
 function Certificate:issuer() end
 
---- Subject alternative names as strings (C: `cert_subject_alt_names`).
-function Certificate:subject_alt_names() end
+--- Subject alternative names as strings; with `typed`, as `{type = "dns"|"ip"|"email"|"uri", value =}`
+-- (C: `cert_subject_alt_names`).
+-- @tparam[opt] boolean typed
+function Certificate:subject_alt_names(typed) end
 
 --- notBefore, seconds since the epoch (C: `cert_not_before`).
 function Certificate:not_before() end
@@ -219,6 +226,12 @@ function Certificate:fingerprint(digest) end
 
 --- PEM text (C: `cert_pem`).
 function Certificate:pem() end
+
+--- The public key's type (`"ec"`, `"rsa"`, `"ed25519"`, ...) and size in bits (C: `cert_public_key`).
+function Certificate:public_key() end
+
+--- The signature algorithm's name, `"ecdsa-with-SHA256"` (C: `cert_signature_algorithm`).
+function Certificate:signature_algorithm() end
 
 --- lunatls.Session: a TLS session to resume (src/session.c).
 -- @type Session

@@ -17,7 +17,7 @@ local check = require "check"
 
 local API = {
   module = { "new_context", "new_bio_pair", "import_session", "wrap", "connect", "accept",
-             "_VERSION", "OPENSSL_VERSION" },
+             "_VERSION", "OPENSSL_VERSION", "load_certificates" },
   ["lunatls.Context"] = { "new_conn", "mode" },
   ["lunatls.Conn"] = { "do_handshake", "read", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
@@ -28,7 +28,7 @@ local API = {
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
-                              "serial", "fingerprint", "pem" },
+                              "serial", "fingerprint", "pem", "public_key", "signature_algorithm" },
   ["lunatls.Session"] = { "export", "is_resumable", "protocol" },
   ["lunatls.Stream"] = { "handshake", "send", "receive", "receive_some", "shutdown", "close",
                          "settimeout", "setdeadline", "dirty", "getfd", "failure", "version", "cipher",
@@ -174,6 +174,7 @@ describe("every entry called with every wrong value", function()
     -- plausible arguments for the positions not being tortured
     local defaults = {
       new_context = { { mode = "client", verify = "none" } }, new_bio_pair = { 100 }, import_session = { "x" },
+      load_certificates = { "x" },
       wrap = { (memory.pipe()), pair.client_context(), {} },
       connect = { "127.0.0.1", 1, pair.client_context() }, -- port 1: refused at once
       accept = { listener, pair.server_context(), { timeout = 0.01 } },
@@ -261,7 +262,7 @@ describe("every entry called with every wrong value", function()
                    "verify_depth", "verify_flags", "check_hostname", "min_version", "max_version",
                    "ciphers", "ciphersuites", "groups", "alpn", "servername", "session_cache", "tickets",
                    "keylog", "client_hello", "security_level", "sigalgs", "client_ca", "ticket_keys",
-                   "session_cache_size", "post_handshake_auth", "unknown_option" }
+                   "session_cache_size", "post_handshake_auth", "pkcs12", "unknown_option" }
     local problems = {}
     for _, mode in ipairs { "client", "server" } do
       for _, key in ipairs(keys) do

@@ -275,3 +275,94 @@ describe("post-handshake client authentication (TLS 1.3)", function()
     assert.equal("CN=lunatls test client,O=lunatls tests", conn:peer_certificate():subject())
   end)
 end)
+
+describe("certificates and keys in every form", function()
+  local dir
+  local function run(cmd)
+    local f = assert(io.popen(cmd .. " 2>&1"))
+    local out = f:read("a")
+    assert(f:close(), out)
+  end
+  local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local data = f:read("a")
+    f:close()
+    return data
+  end
+
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    run("mkdir -p " .. dir)
+    run(("openssl x509 -in %s -outform DER -out %s/server.der"):format(F"server.pem", dir))
+    run(("openssl x509 -in %s -outform DER -out %s/ca.der"):format(F"ca.pem", dir))
+    run(("openssl pkey -in %s -outform DER -out %s/server.key.der"):format(F"server.key", dir))
+    run(("openssl pkcs8 -topk8 -in %s -outform DER -passout pass:secret -out %s/server.p8.der")
+      :format(F"server.key", dir))
+    run(("openssl pkcs12 -export -in %s -inkey %s -certfile %s -passout pass:secret -out %s/server.p12")
+      :format(F"server.pem", F"server.key", F"ca.pem", dir))
+  end)
+
+  teardown(function() os.execute("rm -rf " .. dir) end)
+
+  it("tls.load_certificates: PEM text, a PEM file, DER bytes, a DER file", function()
+    local chain = assert(tls.load_certificates(F"server-chain.pem"))
+    assert.equal(2, #chain)
+    assert.equal("CN=localhost,O=lunatls tests", chain[1]:subject())
+    assert.equal("CN=lunatls test CA,O=lunatls tests", chain[2]:subject())
+    assert.equal(chain[1], tls.load_certificates(pair.read_fixture("server.pem"))[1])
+    assert.equal(chain[1], tls.load_certificates(read(dir .. "/server.der"))[1])
+    assert.equal(chain[1], tls.load_certificates(dir .. "/server.der")[1])
+    assert.same({ nil, "load_certificates: /nonexistent: No such file or directory", "config" },
+      { tls.load_certificates("/nonexistent") })
+    local ok, message = tls.load_certificates(pair.read_fixture("server.pem") .. "-----BEGIN CERTIFICATE-----\n!!\n")
+    assert.is_nil(ok)
+    assert.matches("^load_certificates: PEM text: entry 2: ", message)
+    pair.assert_bad_argument(function() tls.load_certificates(42) end, 1, "load_certificates",
+      "string expected, got number")
+    pair.assert_bad_argument(function() tls.load_certificates("a\0b") end, 1, "load_certificates",
+      "contains a NUL byte")
+  end)
+
+  it("DER certificate, key and CA in a context", function()
+    local sctx = assert(tls.new_context { mode = "server", certificate = read(dir .. "/server.der"),
+                                          key = read(dir .. "/server.key.der") })
+    local cctx = assert(tls.new_context { mode = "client", ca = read(dir .. "/ca.der") })
+    pair.new { server_ctx = sctx, client_ctx = cctx }:connect()
+    assert.is_truthy(tls.new_context { mode = "server", certificate = dir .. "/server.der",
+                                       key = dir .. "/server.key.der" })
+  end)
+
+  it("an encrypted PKCS#8 DER key with its password", function()
+    assert.is_truthy(tls.new_context { mode = "server", certificate = F"server.pem",
+                                       key = read(dir .. "/server.p8.der"), password = "secret" })
+    local ok, _, code = tls.new_context { mode = "server", certificate = F"server.pem",
+                                          key = read(dir .. "/server.p8.der"), password = "wrong" }
+    assert.is_nil(ok)
+    assert.equal("config", code)
+  end)
+
+  it("pkcs12: certificate, key and chain from one bundle, a path or its bytes", function()
+    for _, source in ipairs { dir .. "/server.p12", read(dir .. "/server.p12") } do
+      local sctx = assert(tls.new_context { mode = "server", pkcs12 = source, password = "secret" })
+      local p = pair.new { server_ctx = sctx }:connect()
+      assert.equal(2, #p.client.conn:peer_chain()) -- the chain came along
+    end
+    local ok, message, code = tls.new_context { mode = "server", pkcs12 = dir .. "/server.p12", password = "nope" }
+    assert.is_nil(ok)
+    assert.equal("config", code)
+    assert.matches("^pkcs12: ", message)
+    pair.assert_bad_argument(function()
+      tls.new_context { mode = "server", pkcs12 = dir .. "/server.p12", password = "secret", key = F"server.key" }
+    end, 1, "new_context", "option 'pkcs12' replaces 'certificate' and 'key': give one or the other")
+  end)
+
+  it("typed subject alternative names, the public key, the signature algorithm", function()
+    local cert = tls.load_certificates(F"server.pem")[1]
+    assert.same({ { type = "dns", value = "localhost" }, { type = "ip", value = "127.0.0.1" },
+                  { type = "ip", value = "::1" } }, cert:subject_alt_names(true))
+    assert.same({ "localhost", "127.0.0.1", "::1" }, cert:subject_alt_names())
+    assert.same({ "ec", 256 }, { cert:public_key() })
+    assert.equal("ecdsa-with-SHA256", cert:signature_algorithm())
+  end)
+end)

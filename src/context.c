@@ -27,7 +27,7 @@ static const char *const known_options[] = {
     "min_version", "max_version", "ciphers", "ciphersuites", "groups",
     "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello",
     "security_level", "sigalgs", "client_ca", "ticket_keys", "session_cache_size",
-    "post_handshake_auth", NULL,
+    "post_handshake_auth", "pkcs12", NULL,
 };
 
 #define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
@@ -94,12 +94,30 @@ static int use_chain(SSL_CTX *ctx, STACK_OF(X509) *certs) {
     return ok;
 }
 
+/* pkcs12: certificate, key and chain from one bundle. */
+static int set_pkcs12(lua_State *L, SSL_CTX *ctx, const char *s, size_t len) {
+    EVP_PKEY *pkey;
+    STACK_OF(X509) *certs;
+    int n, ok;
+    if (lunatls_opt_source(L, OPTS, "certificate", NULL) != NULL ||
+        lunatls_opt_source(L, OPTS, "key", NULL) != NULL)
+        luaL_argerror(L, OPTS, "option 'pkcs12' replaces 'certificate' and 'key': give one or the other");
+    if ((n = lunatls_load_pkcs12(L, s, len, &pkey, &certs)) != 0) return n;
+    ok = use_chain(ctx, certs) && SSL_CTX_use_PrivateKey(ctx, pkey) == 1 &&
+         SSL_CTX_check_private_key(ctx) == 1;
+    EVP_PKEY_free(pkey);
+    sk_X509_pop_free(certs, X509_free);
+    return ok ? 0 : lunatls_config_error(L, "pkcs12", lunatls_source_name(s, len, 1));
+}
+
+/* Our certificate and chain; or the whole identity from a PKCS#12 bundle. */
 static int set_certificate(lua_State *L, SSL_CTX *ctx) {
     size_t len;
-    const char *s = lunatls_opt_source(L, OPTS, "certificate", &len);
+    const char *s = lunatls_opt_source(L, OPTS, "pkcs12", &len);
     STACK_OF(X509) *certs;
     int failed, ok;
-    if (s == NULL) return 0;
+    if (s != NULL) return set_pkcs12(L, ctx, s, len);
+    if ((s = lunatls_opt_source(L, OPTS, "certificate", &len)) == NULL) return 0;
     if ((certs = lunatls_load_certificates(L, "certificate", s, len, 1, &failed)) == NULL) return failed;
     ok = use_chain(ctx, certs);
     sk_X509_pop_free(certs, X509_free);

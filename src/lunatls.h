@@ -137,12 +137,15 @@ const char *lunatls_push_bounded(lua_State *L, const char *s);
 
 /* source.c: certificates and keys from PEM text, DER bytes or files */
 const char *lunatls_opt_source(lua_State *L, int opts, const char *name, size_t *len);
+const char *lunatls_check_source(lua_State *L, int arg, size_t *len);
 const char *lunatls_source_name(const char *s, size_t len, int may_be_path);
 int lunatls_path_problem(lua_State *L, const char *what, const char *path, int want_dir);
 STACK_OF(X509) *lunatls_load_certificates(lua_State *L, const char *what, const char *s,
                                           size_t len, int may_be_path, int *failed);
 void lunatls_check_password(lua_State *L);
 EVP_PKEY *lunatls_load_key(lua_State *L, const char *s, size_t len, int *failed);
+int lunatls_load_pkcs12(lua_State *L, const char *s, size_t len, EVP_PKEY **pkey,
+                        STACK_OF(X509) **certs);
 
 /* context.c */
 lunatls_Context *lunatls_checkcontext(lua_State *L, int idx);

@@ -16,6 +16,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs12.h>
 
 /* Whether s is one whole DER SEQUENCE (a certificate, a key). */
 static int is_der(const char *s, size_t len) {
@@ -29,11 +30,22 @@ static int is_der(const char *s, size_t len) {
     return header + body == len;
 }
 
+/* Argument arg as a source (see lunatls_opt_source). */
+const char *lunatls_check_source(lua_State *L, int arg, size_t *len) {
+    const char *s;
+    luaL_checktype(L, arg, LUA_TSTRING); /* a number is no certificate */
+    s = lua_tolstring(L, arg, len);
+    if (!is_der(s, *len) && strlen(s) != *len) luaL_argerror(L, arg, "contains a NUL byte");
+    return s;
+}
+
 /* Option `name` as a source: DER bytes as they are; text (PEM or a path)
  * refusing a NUL byte, which would cut it short. NULL when absent. */
 const char *lunatls_opt_source(lua_State *L, int opts, const char *name, size_t *len) {
-    const char *s = lunatls_opt_bytes(L, opts, name, len);
-    if (s != NULL && !is_der(s, *len)) lunatls_opt_string(L, opts, name, len);
+    size_t n;
+    const char *s = lunatls_opt_bytes(L, opts, name, &n);
+    if (s != NULL && !is_der(s, n)) lunatls_opt_string(L, opts, name, NULL);
+    if (len != NULL) *len = n;
     return s;
 }
 
@@ -300,3 +312,52 @@ EVP_PKEY *lunatls_load_key(lua_State *L, const char *s, size_t len, int *failed)
     return pkey;
 }
 
+
+/* ---- PKCS#12 ---- */
+
+/* Pushes the password option's value (calling the function it may be), or
+ * nil; raises for anything but a string without NUL bytes. */
+static const char *push_password(lua_State *L) {
+    size_t len;
+    const char *pw;
+    if (lua_getfield(L, 1, "password") == LUA_TFUNCTION) lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) return NULL;
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_argerror(L, 1, lua_pushfstring(L, "option 'password': the function returned %s, "
+                                               "not a string", luaL_typename(L, -1)));
+    pw = lua_tolstring(L, -1, &len);
+    if (strlen(pw) != len) luaL_argerror(L, 1, "option 'password' contains a NUL byte");
+    return pw;
+}
+
+/* Reads a PKCS#12 bundle (a path, or its DER bytes) with the password
+ * option: its key, and its certificates with ours first. Returns 0, or the
+ * failure's results. */
+int lunatls_load_pkcs12(lua_State *L, const char *s, size_t len, EVP_PKEY **pkey,
+                        STACK_OF(X509) **certs) {
+    const char *password = push_password(L);
+    X509 *leaf = NULL;
+    PKCS12 *p12 = NULL;
+    BIO *bio;
+    int n, ok;
+    *pkey = NULL;
+    *certs = NULL;
+    if ((n = open_source(L, "pkcs12", s, len, 1, &bio)) != 0) return n;
+    p12 = d2i_PKCS12_bio(bio, NULL);
+    BIO_free(bio);
+    ok = p12 != NULL && PKCS12_parse(p12, password, pkey, &leaf, certs) == 1 && leaf != NULL &&
+         *pkey != NULL;
+    PKCS12_free(p12);
+    lua_pop(L, 1); /* the password */
+    if (ok && *certs == NULL) ok = (*certs = sk_X509_new_null()) != NULL;
+    if (ok) ok = sk_X509_insert(*certs, leaf, 0) > 0;
+    if (!ok) {
+        X509_free(leaf);
+        EVP_PKEY_free(*pkey);
+        sk_X509_pop_free(*certs, X509_free);
+        *pkey = NULL;
+        *certs = NULL;
+        return lunatls_config_error(L, "pkcs12", lunatls_source_name(s, len, 1));
+    }
+    return 0;
+}

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 
+#include <ctype.h>
 #include <string.h>
 #include <time.h>
 
@@ -65,28 +66,57 @@ static void push_ip(lua_State *L, const ASN1_OCTET_STRING *ip) {
         lua_pushstring(L, text);
 }
 
-/* Pushes one SAN entry's value; returns 0 for kinds we do not show. */
-static int push_general_name(lua_State *L, const GENERAL_NAME *gn) {
+/* Pushes one SAN entry's value; returns its kind ("dns", "ip", "email",
+ * "uri"), or NULL for kinds we do not show (nothing pushed). */
+static const char *push_general_name(lua_State *L, const GENERAL_NAME *gn) {
     const ASN1_STRING *s;
+    const char *kind;
     switch (gn->type) {
-    case GEN_DNS: s = gn->d.dNSName; break;
-    case GEN_EMAIL: s = gn->d.rfc822Name; break;
-    case GEN_URI: s = gn->d.uniformResourceIdentifier; break;
-    case GEN_IPADD: push_ip(L, gn->d.iPAddress); return 1;
-    default: return 0;
+    case GEN_DNS: s = gn->d.dNSName; kind = "dns"; break;
+    case GEN_EMAIL: s = gn->d.rfc822Name; kind = "email"; break;
+    case GEN_URI: s = gn->d.uniformResourceIdentifier; kind = "uri"; break;
+    case GEN_IPADD: push_ip(L, gn->d.iPAddress); return "ip";
+    default: return NULL;
     }
     lua_pushlstring(L, (const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+    return kind;
+}
+
+/* The list of names at light userdata 1 (GENERAL_NAMES, may be NULL): plain
+ * values, or {type =, value =} when argument 2 is true. */
+static int push_names_protected(lua_State *L) {
+    GENERAL_NAMES *names = (GENERAL_NAMES *)lua_touserdata(L, 1);
+    int typed = lua_toboolean(L, 2);
+    int i, n = 0;
+    lua_newtable(L);
+    for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
+        const char *kind = push_general_name(L, sk_GENERAL_NAME_value(names, i));
+        if (kind == NULL) continue;
+        if (typed) {
+            lua_createtable(L, 0, 2);
+            lua_insert(L, -2);
+            lua_setfield(L, -2, "value");
+            lua_pushstring(L, kind);
+            lua_setfield(L, -2, "type");
+        }
+        lua_rawseti(L, -2, ++n);
+    }
     return 1;
 }
 
-/* The list of names at light userdata 1 (GENERAL_NAMES, may be NULL). */
-static int push_names_protected(lua_State *L) {
-    GENERAL_NAMES *names = (GENERAL_NAMES *)lua_touserdata(L, 1);
-    int i, n = 0;
-    lua_newtable(L);
-    for (i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++)
-        if (push_general_name(L, sk_GENERAL_NAME_value(names, i))) lua_rawseti(L, -2, ++n);
-    return 1;
+/* Pushes the certificate's subject alternative names (see
+ * push_names_protected), decoded under lua_pcall so that they are freed
+ * even when Lua runs out of memory. */
+static void push_names(lua_State *L, X509 *x, int typed) {
+    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int ok;
+    lua_pushcfunction(L, push_names_protected);
+    lua_pushlightuserdata(L, names);
+    lua_pushboolean(L, typed);
+    ok = lua_pcall(L, 2, 1, 0) == LUA_OK;
+    GENERAL_NAMES_free(names);
+    ERR_clear_error();
+    if (!ok) lua_error(L);
 }
 
 /* Replaces the list on the stack top by its entries joined with ", ". */
@@ -106,34 +136,46 @@ static void join_list(lua_State *L) {
 
 /* Pushes the certificate's subject alternative names as one line of text
  * ("localhost, 127.0.0.1"), for error messages, and returns how many there
- * are. Decoded under lua_pcall, like subject_alt_names. */
+ * are. */
 int lunatls_push_names_text(lua_State *L, X509 *x) {
-    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    int ok, n;
-    lua_pushcfunction(L, push_names_protected);
-    lua_pushlightuserdata(L, names);
-    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
-    GENERAL_NAMES_free(names);
-    ERR_clear_error();
-    if (!ok) lua_error(L);
+    int n;
+    push_names(L, x, 0);
     n = (int)lua_rawlen(L, -1);
     join_list(L);
     return n;
 }
 
-/* cert:subject_alt_names() -> {"localhost", "127.0.0.1", ...}; the table is
- * built under lua_pcall so that the decoded names are freed even when Lua
- * runs out of memory. */
+/* cert:subject_alt_names([typed]) -> {"localhost", "127.0.0.1", ...}, or
+ * with typed {{type = "dns", value = "localhost"}, {type = "ip", ...}} */
 static int cert_subject_alt_names(lua_State *L) {
-    X509 *x = checkcert(L);
-    GENERAL_NAMES *names = (GENERAL_NAMES *)X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
-    int ok;
-    lua_pushcfunction(L, push_names_protected);
-    lua_pushlightuserdata(L, names);
-    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
-    GENERAL_NAMES_free(names);
+    push_names(L, checkcert(L), lua_toboolean(L, 2));
+    return 1;
+}
+
+/* cert:public_key() -> its type ("ec", "rsa", "ed25519", ...) and size in bits */
+static int cert_public_key(lua_State *L) {
+    EVP_PKEY *key = X509_get0_pubkey(checkcert(L));
+    const char *type = key != NULL ? EVP_PKEY_get0_type_name(key) : NULL;
+    luaL_Buffer b;
+    size_t i;
     ERR_clear_error();
-    return ok ? 1 : lua_error(L);
+    if (type == NULL) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_buffinit(L, &b);
+    for (i = 0; type[i] != '\0'; i++) luaL_addchar(&b, (char)tolower((unsigned char)type[i]));
+    luaL_pushresult(&b);
+    lua_pushinteger(L, EVP_PKEY_get_bits(key));
+    return 2;
+}
+
+/* cert:signature_algorithm() -> "ecdsa-with-SHA256", "sha256WithRSAEncryption", ... */
+static int cert_signature_algorithm(lua_State *L) {
+    int nid = X509_get_signature_nid(checkcert(L));
+    const char *name = nid != NID_undef ? OBJ_nid2ln(nid) : NULL;
+    lua_pushstring(L, name != NULL ? name : "unknown");
+    return 1;
 }
 
 /* Seconds since the epoch of a UTC calendar date (days_from_civil). */
@@ -235,6 +277,37 @@ static int cert_eq(lua_State *L) {
     return 1;
 }
 
+/* Protected: the list of the certificates at light userdata 1 (each gets a
+ * reference of its own). */
+static int push_list_protected(lua_State *L) {
+    STACK_OF(X509) *certs = (STACK_OF(X509) *)lua_touserdata(L, 1);
+    int i;
+    lua_createtable(L, sk_X509_num(certs), 0);
+    for (i = 0; i < sk_X509_num(certs); i++) {
+        lunatls_Certificate *cert = lunatls_newcertificate(L);
+        cert->x509 = sk_X509_value(certs, i);
+        X509_up_ref(cert->x509);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* load_certificates(source) -> {Certificate, ...}, or nil, message,
+ * "config": every certificate of PEM text, DER bytes or a file of either. */
+static int certificates_load(lua_State *L) {
+    size_t len;
+    const char *s = lunatls_check_source(L, 1, &len);
+    STACK_OF(X509) *certs;
+    int failed, ok;
+    if ((certs = lunatls_load_certificates(L, "load_certificates", s, len, 1, &failed)) == NULL)
+        return failed;
+    lua_pushcfunction(L, push_list_protected);
+    lua_pushlightuserdata(L, certs);
+    ok = lua_pcall(L, 1, 1, 0) == LUA_OK;
+    sk_X509_pop_free(certs, X509_free);
+    return ok ? 1 : lua_error(L);
+}
+
 void lunatls_open_certificate(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"subject", cert_subject},
@@ -245,6 +318,8 @@ void lunatls_open_certificate(lua_State *L) {
         {"serial", cert_serial},
         {"fingerprint", cert_fingerprint},
         {"pem", cert_pem},
+        {"public_key", cert_public_key},
+        {"signature_algorithm", cert_signature_algorithm},
         {NULL, NULL},
     };
     static const luaL_Reg metamethods[] = {
@@ -253,5 +328,10 @@ void lunatls_open_certificate(lua_State *L) {
         {"__eq", cert_eq},
         {NULL, NULL},
     };
+    static const luaL_Reg functions[] = {
+        {"load_certificates", certificates_load},
+        {NULL, NULL},
+    };
     lunatls_newclass(L, LUNATLS_CERTIFICATE, methods, metamethods);
+    luaL_setfuncs(L, functions, 0);
 }
