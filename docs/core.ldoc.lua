@@ -22,7 +22,8 @@ local core = {}
 -- `verify_depth`, `verify_flags`, `check_hostname`, `min_version`, `max_version`,
 -- `ciphers`, `ciphersuites`, `groups`, `alpn`, `servername`, `session_cache`,
 -- `tickets`, `keylog`, `client_hello`, `security_level`, `sigalgs`, `client_ca`,
--- `ticket_keys`, `session_cache_size`, `post_handshake_auth`, `pkcs12` (docs/api.md has the table)
+-- `ticket_keys`, `session_cache_size`, `post_handshake_auth`, `pkcs12`, `crl`,
+-- `ocsp`, `ocsp_staple` (docs/api.md has the table)
 -- @return a `Context`, or nil, message, "config"
 function core.new_context(options) end
 
@@ -168,6 +169,11 @@ function Conn:group() end
 -- next write or read carries the exchange. true, or nil, message, "protocol"
 -- (C: `conn_verify_client_post_handshake`).
 function Conn:verify_client_post_handshake() end
+
+--- Client made with `ocsp = "request"|"require"`: what the server's OCSP staple says, `"good"`,
+-- `"revoked"`, `"unknown"`, `"none"` (none stapled) or `"invalid"` (did not verify), then a message
+-- (C: `lunatls_conn_ocsp_status`, src/revocation.c).
+function Conn:ocsp_status() end
 
 --- lunatls.BIO: one end of a BIO pair (src/bio.c).
 -- @type BIO

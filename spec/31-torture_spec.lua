@@ -24,7 +24,7 @@ local API = {
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
                        "session_reused", "export_keying_material", "pending", "bio",
                       "client_hello", "set_context", "channel_binding", "group",
-                      "verify_client_post_handshake" },
+                      "verify_client_post_handshake", "ocsp_status" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
@@ -262,7 +262,8 @@ describe("every entry called with every wrong value", function()
                    "verify_depth", "verify_flags", "check_hostname", "min_version", "max_version",
                    "ciphers", "ciphersuites", "groups", "alpn", "servername", "session_cache", "tickets",
                    "keylog", "client_hello", "security_level", "sigalgs", "client_ca", "ticket_keys",
-                   "session_cache_size", "post_handshake_auth", "pkcs12", "unknown_option" }
+                   "session_cache_size", "post_handshake_auth", "pkcs12", "crl", "ocsp", "ocsp_staple",
+                   "unknown_option" }
     local problems = {}
     for _, mode in ipairs { "client", "server" } do
       for _, key in ipairs(keys) do

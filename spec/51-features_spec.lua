@@ -10,6 +10,12 @@ local process = require "helpers.process"
 
 local F = pair.fixture
 
+local function wronghost(opts)
+  local o = { certificate = F"wronghost.pem", key = F"wronghost.key" }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return pair.server_context(o)
+end
+
 local function connected(server_opts, client_opts, conn_opts)
   return pair.new { server_ctx = pair.server_context(server_opts), client_ctx = pair.client_context(client_opts),
                     client = conn_opts }:connect()
@@ -364,5 +370,142 @@ describe("certificates and keys in every form", function()
     assert.same({ "localhost", "127.0.0.1", "::1" }, cert:subject_alt_names())
     assert.same({ "ec", 256 }, { cert:public_key() })
     assert.equal("ecdsa-with-SHA256", cert:signature_algorithm())
+  end)
+end)
+
+describe("revocation", function()
+  local function read(name) return pair.read_fixture(name) end
+
+  describe("crl", function()
+    it("a revoked certificate fails with 'verify', saying it is revoked", function()
+      local cctx = pair.client_context { check_hostname = false, crl = F"crl.pem" }
+      local p = pair.new { client_ctx = cctx, server_ctx = wronghost() }
+      local result = p:handshake()
+      assert.equal("verify", result.client.code)
+      assert.equal("do_handshake: certificate verify failed: certificate revoked", result.client.message)
+    end)
+
+    it("a good certificate passes; the CRL as text, DER, or in a list", function()
+      local der = io.popen("openssl crl -in " .. F"crl.pem" .. " -outform DER"):read("a")
+      for _, crl in ipairs { F"crl.pem", read("crl.pem"), der, { read("crl.pem") } } do
+        local p = pair.new { client_ctx = pair.client_context { crl = crl } }
+        assert.equal("done", p:handshake().client.status)
+      end
+    end)
+
+    it("crl_check without a CRL for the issuer fails: 'unable to get certificate CRL'", function()
+      local p = pair.new { client_ctx = pair.client_context { verify_flags = { "crl_check" } } }
+      local result = p:handshake()
+      assert.equal("verify", result.client.code)
+      assert.matches("unable to get certificate CRL", result.client.message)
+    end)
+
+    it("a server checks client certificates against its CRL too", function()
+      local sctx = pair.server_context { verify = "require", cafile = F"ca.pem", crl = F"crl.pem" }
+      local p = pair.new { server_ctx = sctx,
+        client_ctx = pair.client_context { certificate = F"client.pem", key = F"client.key" } }
+      assert.equal("done", p:handshake().server.status)
+    end)
+
+    it("a damaged or empty CRL source is a config error", function()
+      local ok, message, code = tls.new_context { mode = "client", crl = "-----BEGIN X509 CRL-----\n!!\n" }
+      assert.is_nil(ok)
+      assert.equal("config", code)
+      assert.matches("^crl: PEM text: entry 1: ", message)
+      ok, message = tls.new_context { mode = "client", crl = F"ca.pem" }
+      assert.is_nil(ok)
+      assert.equal("crl: spec/fixtures/ca.pem: no CRL found", message)
+    end)
+  end)
+
+  describe("OCSP stapling", function()
+    local function stapled(staple, ocsp, server_opts)
+      local o = { ocsp_staple = staple }
+      for k, v in pairs(server_opts or {}) do o[k] = v end
+      local p = pair.new { server_ctx = pair.server_context(o),
+                           client_ctx = pair.client_context { ocsp = ocsp or "request", check_hostname = false } }
+      return p, p:handshake()
+    end
+
+    it("good, revoked, unknown, forged (invalid), none", function()
+      local cases = {
+        { read("ocsp-good.der"), "good" }, { read("ocsp-revoked.der"), "invalid" },
+        { read("ocsp-unknown.der"), "invalid" }, { read("ocsp-forged.der"), "invalid" }, { nil, "none" },
+      }
+      for _, case in ipairs(cases) do
+        local p, result = stapled(case[1])
+        assert.equal("done", result.client.status)
+        assert.equal(case[2], (p.client.conn:ocsp_status()))
+      end
+    end)
+
+    it("revoked: the response about the server's own certificate says so", function()
+      local p = pair.new { server_ctx = wronghost { ocsp_staple = read("ocsp-revoked.der") },
+                           client_ctx = pair.client_context { ocsp = "request", check_hostname = false } }
+      assert.equal("done", p:handshake().client.status)
+      assert.same({ "revoked", "the certificate is revoked" }, { p.client.conn:ocsp_status() })
+    end)
+
+    it("require: anything but good fails the handshake with 'verify'", function()
+      local _, result = stapled(read("ocsp-good.der"), "require")
+      assert.equal("done", result.client.status)
+      _, result = stapled(nil, "require")
+      assert.same({ "verify", "do_handshake: OCSP: the server stapled no OCSP response" },
+        { result.client.code, result.client.message })
+      local p = pair.new { server_ctx = wronghost { ocsp_staple = read("ocsp-revoked.der") },
+                           client_ctx = pair.client_context { ocsp = "require", check_hostname = false } }
+      result = p:handshake()
+      assert.same({ "verify", "do_handshake: OCSP: the certificate is revoked" },
+        { result.client.code, result.client.message })
+    end)
+
+    it("a function gives the staple per handshake (nil: none)", function()
+      local calls = 0
+      local p = stapled(function() calls = calls + 1; return read("ocsp-good.der") end)
+      assert.equal("good", (p.client.conn:ocsp_status()))
+      assert.equal(1, calls)
+      local q = stapled(function() return nil end)
+      assert.equal("none", (q.client.conn:ocsp_status()))
+    end)
+
+    it("a client that does not ask gets nothing, and ocsp_status says none", function()
+      local p = pair.new { server_ctx = pair.server_context { ocsp_staple = read("ocsp-good.der") } }:connect()
+      assert.same({ "none", "no OCSP response was checked" }, { p.client.conn:ocsp_status() })
+    end)
+
+    it("options are checked", function()
+      pair.assert_bad_argument(function() tls.new_context { mode = "client", ocsp = "maybe" } end, 1,
+        "new_context", "option 'ocsp': invalid value 'maybe' (expected 'request' or 'require')")
+      pair.assert_bad_argument(function() tls.new_context { mode = "server", ocsp = "request" } end, 1,
+        "new_context", "option 'ocsp' is for clients (servers: ocsp_staple)")
+      pair.assert_bad_argument(function() tls.new_context { mode = "client", ocsp_staple = "x" } end, 1,
+        "new_context", "option 'ocsp_staple' is for servers")
+    end)
+
+    it("our client against openssl s_server -status_file", function()
+      local port = process.free_port()
+      local server = process.spawn(("timeout 30 openssl s_server -accept 127.0.0.1:%d -naccept 1 -cert %s -key %s "
+        .. "-status_file %s -www"):format(port, F"server.pem", F"server.key", F"ocsp-good.der"))
+      finally(function() server:kill() end)
+      assert(process.wait_port(port, 10), server:output())
+      local conn = pair.client_context { ocsp = "require" }:new_conn { server_name = "localhost" }
+      local l = link.new(conn, assert(link.connect(port)))
+      finally(function() l:close() end)
+      assert.equal("done", l:handshake())
+      assert.same({ "good", "the certificate is good" }, { conn:ocsp_status() })
+    end)
+
+    it("our server's staple, read by openssl s_client -status", function()
+      local listener, port = link.listen()
+      local client = process.spawn(("timeout 30 stdbuf -oL openssl s_client -connect 127.0.0.1:%d -status -CAfile %s")
+        :format(port, F"ca.pem"), { stdin = "" })
+      finally(function() client:kill(); listener:close() end)
+      local sock = assert(link.accept(listener, 10))
+      local conn = pair.server_context { ocsp_staple = read("ocsp-good.der") }:new_conn()
+      local l = link.new(conn, sock)
+      finally(function() l:close() end)
+      assert.equal("done", l:handshake())
+      assert.is_true(client:wait_output("Cert Status: good"), client:output())
+    end)
   end)
 end)

@@ -772,6 +772,7 @@ void lunatls_open_conn(lua_State *L) {
         {"channel_binding", lunatls_conn_channel_binding},
         {"group", conn_group},
         {"verify_client_post_handshake", conn_verify_client_post_handshake},
+        {"ocsp_status", lunatls_conn_ocsp_status},
         {"set_context", lunatls_conn_set_context},
         {NULL, NULL},
     };

@@ -27,7 +27,7 @@ static const char *const known_options[] = {
     "min_version", "max_version", "ciphers", "ciphersuites", "groups",
     "alpn", "servername", "session_cache", "tickets", "keylog", "client_hello",
     "security_level", "sigalgs", "client_ca", "ticket_keys", "session_cache_size",
-    "post_handshake_auth", "pkcs12", NULL,
+    "post_handshake_auth", "pkcs12", "crl", "ocsp", "ocsp_staple", NULL,
 };
 
 #define OPTS 1 /* the options table: argument 1, a snapshot (options.c) */
@@ -184,12 +184,16 @@ static int set_trust(lua_State *L, SSL_CTX *ctx, int verify) {
     if (ca == NULL && cafile == NULL && capath == NULL && verify != SSL_VERIFY_NONE)
         SSL_CTX_set_default_verify_paths(ctx); /* the system store */
     ERR_clear_error(); /* a missing default store is found out at verify time */
+    if ((n = lunatls_set_crls(L, ctx, OPTS)) != 0) return n;
     return set_client_ca_names(L, ctx);
 }
 
 static const char *const verify_choices[] = {"none", "peer", "require", NULL};
-static const char *const flag_names[] = {"x509_strict", "partial_chain", NULL};
-static const unsigned long flag_values[] = {X509_V_FLAG_X509_STRICT, X509_V_FLAG_PARTIAL_CHAIN};
+static const char *const flag_names[] = {"x509_strict", "partial_chain", "crl_check",
+                                         "crl_check_all", NULL};
+static const unsigned long flag_values[] = {X509_V_FLAG_X509_STRICT, X509_V_FLAG_PARTIAL_CHAIN,
+                                            X509_V_FLAG_CRL_CHECK,
+                                            X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL};
 
 static void set_verify_flags(lua_State *L, SSL_CTX *ctx) {
     lua_Integer i, n = lunatls_opt_list(L, OPTS, "verify_flags");
@@ -523,6 +527,8 @@ static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
     lua_pushliteral(L, "alpn");
     if (lua_rawget(L, OPTS) != LUA_TFUNCTION) lua_pop(L, 1);
     else lua_setfield(L, -2, "alpn");
+    lua_getfield(L, OPTS, "ocsp_staple"); /* a response or a function (revocation.c) */
+    lua_setfield(L, -2, "ocsp_staple");
     lua_setiuservalue(L, ud, CTX_UV_CALLBACKS);
     if (c->is_server) {
         SSL_CTX_set_client_hello_cb(c->ctx, lunatls_client_hello_callback, NULL);
@@ -548,6 +554,7 @@ static int configure(lua_State *L, lunatls_Context *c, int ud) {
     set_sessions(L, c->ctx, c->is_server);
     set_client_hello(L, c);
     set_post_handshake_auth(L, c);
+    lunatls_set_ocsp(L, c, OPTS);
     set_callbacks(L, c, ud);
     return 0;
 }

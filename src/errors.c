@@ -123,7 +123,9 @@ static void push_mismatch_detail(lua_State *L, lunatls_Conn *c) {
 }
 
 static int verify_failure(lua_State *L, lunatls_Conn *c, unsigned long e, const char *op) {
-    if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED)) {
+    if (is_reason(e, SSL_R_INVALID_STATUS_RESPONSE) && !c->is_server) { /* ocsp = "require" */
+        lua_pushfstring(L, "%s: OCSP: %s", op, lunatls_ocsp_failure(c));
+    } else if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED)) {
         long v = SSL_get_verify_result(c->ssl);
         lua_pushfstring(L, "%s: certificate verify failed: %s", op,
                         X509_verify_cert_error_string(v));
@@ -176,7 +178,8 @@ static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
         return lunatls_fail(L, lua_tostring(L, -1), "eof");
     }
     if (is_reason(e, SSL_R_CERTIFICATE_VERIFY_FAILED) ||
-        is_reason(e, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE))
+        is_reason(e, SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) ||
+        (is_reason(e, SSL_R_INVALID_STATUS_RESPONSE) && !c->is_server))
         return verify_failure(L, c, e, op);
     push_reason(L, op, e);
     return lunatls_fail(L, lua_tostring(L, -1), "protocol");

@@ -41,6 +41,7 @@ typedef struct {
     FILE *keylog_file;                     /* keylog = "env": $SSLKEYLOGFILE */
     unsigned char (*ticket_keys)[TICKET_KEY_LEN]; /* ticket_keys: the first encrypts */
     size_t ticket_key_count;
+    int ocsp_required;                     /* client: ocsp = "require" */
 } ContextData;
 
 /* Uservalue slots of a Context. */
@@ -59,7 +60,12 @@ typedef struct {
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
                            * session cache and ticket keys (borrowed: the SSL holds it) */
+    int ocsp_status;      /* client: OCSP_* of the server's staple (revocation.c) */
+    const char *ocsp_message; /* ... and why (a static string) */
 } lunatls_Conn;
+
+/* What a client made of the server's OCSP staple (revocation.c). */
+enum { OCSP_NONE, OCSP_GOOD, OCSP_REVOKED, OCSP_UNKNOWN, OCSP_INVALID };
 
 /* Where a server connection's ClientHello stands (hello.c). */
 enum {
@@ -142,6 +148,7 @@ const char *lunatls_source_name(const char *s, size_t len, int may_be_path);
 int lunatls_path_problem(lua_State *L, const char *what, const char *path, int want_dir);
 STACK_OF(X509) *lunatls_load_certificates(lua_State *L, const char *what, const char *s,
                                           size_t len, int may_be_path, int *failed);
+int lunatls_load_crls(lua_State *L, const char *s, size_t len, STACK_OF(X509_CRL) *out);
 void lunatls_check_password(lua_State *L);
 EVP_PKEY *lunatls_load_key(lua_State *L, const char *s, size_t len, int *failed);
 int lunatls_load_pkcs12(lua_State *L, const char *s, size_t len, EVP_PKEY **pkey,
@@ -180,6 +187,12 @@ int lunatls_conn_set_context(lua_State *L);
 
 /* tickets.c: session tickets shared between processes */
 int lunatls_set_ticket_keys(lua_State *L, SSL_CTX *ctx, int opts);
+
+/* revocation.c: CRLs and OCSP stapling */
+int lunatls_set_crls(lua_State *L, SSL_CTX *ctx, int opts);
+void lunatls_set_ocsp(lua_State *L, lunatls_Context *c, int opts);
+int lunatls_conn_ocsp_status(lua_State *L);
+const char *lunatls_ocsp_failure(const lunatls_Conn *c);
 
 /* binding.c */
 int lunatls_conn_channel_binding(lua_State *L);

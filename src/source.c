@@ -97,54 +97,94 @@ static int entry_error(lua_State *L, const char *what, const char *source, int e
     return lunatls_config_error(L, what, lua_pushfstring(L, "%s: entry %d", source, entry));
 }
 
+/* What a source holds: which PEM blocks are ours, and how one decodes and
+ * is added to the output (0: damaged). A block name of NULL means DER. */
+typedef struct {
+    int (*wants)(const char *pem_name);
+    int (*add)(void *out, const char *pem_name, const unsigned char *der, long len);
+} ObjectKind;
+
 static int is_certificate_block(const char *name) {
     return strcmp(name, PEM_STRING_X509) == 0 || strcmp(name, PEM_STRING_X509_OLD) == 0 ||
            strcmp(name, PEM_STRING_X509_TRUSTED) == 0;
 }
 
-/* Decodes one PEM block that claims to be a certificate; NULL if damaged. */
-static X509 *decode_certificate(const char *name, const unsigned char *der, long len) {
+/* Decodes one certificate (trailing bytes mean it is not what was meant). */
+static int add_certificate(void *out, const char *name, const unsigned char *der, long len) {
     const unsigned char *p = der;
-    X509 *x = strcmp(name, PEM_STRING_X509_TRUSTED) == 0 ? d2i_X509_AUX(NULL, &p, len)
-                                                         : d2i_X509(NULL, &p, len);
-    if (x != NULL && p != der + len) { /* trailing bytes: not what was meant */
-        X509_free(x);
-        return NULL;
-    }
-    return x;
+    X509 *x = name != NULL && strcmp(name, PEM_STRING_X509_TRUSTED) == 0
+                  ? d2i_X509_AUX(NULL, &p, len) : d2i_X509(NULL, &p, len);
+    if (x != NULL && p == der + len && sk_X509_push((STACK_OF(X509) *)out, x) > 0) return 1;
+    X509_free(x);
+    return 0;
 }
 
-/* A source without PEM blocks: one DER certificate (frees bio). An empty
- * or textual source adds nothing: "no certificate found" follows. */
-static int read_der_certificate(lua_State *L, const char *what, const char *s, size_t len,
-                                int may_be_path, BIO *bio, STACK_OF(X509) *out) {
-    X509 *x;
-    int is_file = !is_data(s, len, may_be_path);
+static int is_crl_block(const char *name) {
+    return strcmp(name, PEM_STRING_X509_CRL) == 0;
+}
+
+static int add_crl(void *out, const char *name, const unsigned char *der, long len) {
+    const unsigned char *p = der;
+    X509_CRL *crl = d2i_X509_CRL(NULL, &p, len);
+    (void)name;
+    if (crl != NULL && p == der + len && sk_X509_CRL_push((STACK_OF(X509_CRL) *)out, crl) > 0)
+        return 1;
+    X509_CRL_free(crl);
+    return 0;
+}
+
+static const ObjectKind certificates = {is_certificate_block, add_certificate};
+static const ObjectKind crls = {is_crl_block, add_crl};
+
+/* All the bytes left in bio, in *data (OPENSSL_free it); 0 when too long. */
+static int read_all(BIO *bio, unsigned char **data, long *len) {
+    unsigned char buf[4096];
+    int n;
+    *data = NULL;
+    *len = 0;
+    while ((n = BIO_read(bio, buf, sizeof buf)) > 0) {
+        unsigned char *grown;
+        if (*len > (1L << 26) - n || (grown = OPENSSL_realloc(*data, (size_t)(*len + n))) == NULL) {
+            OPENSSL_free(*data);
+            *data = NULL;
+            return 0;
+        }
+        memcpy(grown + *len, buf, (size_t)n);
+        *data = grown;
+        *len += n;
+    }
+    return 1;
+}
+
+/* A source without PEM blocks: one DER object (frees bio). An empty or
+ * textual source adds nothing: "no certificate found" follows. */
+static int read_der(lua_State *L, const char *what, const char *s, size_t len, int may_be_path,
+                    BIO *bio, const ObjectKind *kind, void *out) {
+    unsigned char *der = NULL;
+    long der_len = 0;
+    int is_file = !is_data(s, len, may_be_path), ok;
     if (!is_file && !is_der(s, len)) {
         BIO_free(bio);
         return 0;
     }
-    x = BIO_reset(bio) >= 0 ? d2i_X509_bio(bio, NULL) : NULL;
+    ok = BIO_reset(bio) >= 0 && read_all(bio, &der, &der_len) && der_len > 0 &&
+         kind->add(out, NULL, der, der_len);
+    OPENSSL_free(der);
     BIO_free(bio);
-    if (x == NULL) {
-        if (!is_file) return lunatls_config_error(L, what, "DER bytes");
-        ERR_clear_error(); /* a file that is neither PEM nor DER */
-        return 0;
-    }
-    if (sk_X509_push(out, x) <= 0) {
-        X509_free(x);
-        return luaL_error(L, "%s: out of memory", what);
-    }
+    if (ok) return 0;
+    if (!is_file) return lunatls_config_error(L, what, "DER bytes");
+    ERR_clear_error(); /* a file that is neither PEM nor DER */
     return 0;
 }
 
-/* Reads every certificate of the PEM source into *out, in order. Blocks of
+/* Reads every object of the source into out, in order. PEM blocks of
  * other types (a key beside its certificate) are skipped, as OpenSSL does;
- * a damaged block, or one named like a certificate that does not decode,
- * fails the whole load and is named by its place: a bundle is never cut
- * short in silence. Returns 0, or the failure's results. */
-static int read_certificates(lua_State *L, const char *what, const char *s, size_t len,
-                             int may_be_path, STACK_OF(X509) *out) {
+ * a damaged block, or one named like ours that does not decode, fails the
+ * whole load and is named by its place: a bundle is never cut short in
+ * silence. Returns 0, or the failure's results. */
+static int read_objects(lua_State *L, const char *what, const char *s, size_t len,
+                        int may_be_path, const ObjectKind *kind, void *out) {
+    const char *source = lunatls_source_name(s, len, may_be_path);
     BIO *bio;
     int entry = 0, n;
     if ((n = open_source(L, what, s, len, may_be_path, &bio)) != 0) return n;
@@ -152,7 +192,6 @@ static int read_certificates(lua_State *L, const char *what, const char *s, size
         char *name = NULL, *header = NULL;
         unsigned char *der = NULL;
         long der_len = 0;
-        X509 *x = NULL;
         int ok;
         ERR_set_mark();
         if (PEM_read_bio(bio, &name, &header, &der, &der_len) != 1) {
@@ -160,23 +199,33 @@ static int read_certificates(lua_State *L, const char *what, const char *s, size
             int at_end = ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE;
             if (at_end) ERR_pop_to_mark();
             else ERR_clear_last_mark();
-            if (at_end && entry == 0) return read_der_certificate(L, what, s, len, may_be_path, bio, out);
+            if (at_end && entry == 0) return read_der(L, what, s, len, may_be_path, bio, kind, out);
             BIO_free(bio);
-            return at_end ? 0 : entry_error(L, what, lunatls_source_name(s, len, may_be_path), entry + 1);
+            return at_end ? 0 : entry_error(L, what, source, entry + 1);
         }
         ERR_clear_last_mark();
         entry++;
-        ok = !is_certificate_block(name) ||
-             ((x = decode_certificate(name, der, der_len)) != NULL && sk_X509_push(out, x) > 0);
+        ok = !kind->wants(name) || kind->add(out, name, der, der_len);
         OPENSSL_free(name);
         OPENSSL_free(header);
         OPENSSL_free(der);
         if (!ok) {
-            X509_free(x);
             BIO_free(bio);
-            return entry_error(L, what, lunatls_source_name(s, len, may_be_path), entry);
+            return entry_error(L, what, source, entry);
         }
     }
+}
+
+/* Loads the CRLs of a source (PEM text, DER bytes or a file of either)
+ * into *out; 0, or the failure's results (also for a source with none). */
+int lunatls_load_crls(lua_State *L, const char *s, size_t len, STACK_OF(X509_CRL) *out) {
+    int before = sk_X509_CRL_num(out);
+    int failed = read_objects(L, "crl", s, len, 1, &crls, out);
+    if (failed == 0 && sk_X509_CRL_num(out) == before) {
+        lua_pushfstring(L, "crl: %s: no CRL found", lunatls_push_bounded(L, lunatls_source_name(s, len, 1)));
+        failed = lunatls_fail(L, lua_tostring(L, -1), "config");
+    }
+    return failed;
 }
 
 /* Loads a certificate source that must hold at least one certificate. */
@@ -184,7 +233,7 @@ STACK_OF(X509) *lunatls_load_certificates(lua_State *L, const char *what, const 
                                          size_t len, int may_be_path, int *failed) {
     STACK_OF(X509) *certs = sk_X509_new_null();
     if (certs == NULL) luaL_error(L, "new_context: out of memory");
-    *failed = read_certificates(L, what, s, len, may_be_path, certs);
+    *failed = read_objects(L, what, s, len, may_be_path, &certificates, certs);
     if (*failed == 0 && sk_X509_num(certs) == 0) {
         lua_pushfstring(L, "%s: %s: no certificate found", what,
                         lunatls_push_bounded(L, lunatls_source_name(s, len, may_be_path)));
