@@ -46,7 +46,7 @@ end
 
 --- do_handshake / shutdown: "done" | "want_read" | "want_write" | nil, msg, code.
 function M.first_status(op, status, message, code, n)
-  if status == "done" or status == "want_read" or status == "want_write" then
+  if status == "done" or status == "want_read" or status == "want_write" or status == "want_certificate" then
     if n ~= 1 then fail("%s: %d results with status %s", op, n, status) end
     return status
   end

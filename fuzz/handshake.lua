@@ -4,8 +4,9 @@
 -- spec/33-fuzz-regressions_spec.lua, which replays the corpus and every
 -- crash input.
 --
--- Input: byte 1 picks the configuration (bits 0-2: the context variant,
--- bits 3-4: how the rest is cut into pieces); the rest is what the peer sends.
+-- Input: byte 1 picks the configuration (bits 0-2 and 5: the context
+-- variant, bits 3-4: how the rest is cut into pieces); the rest is what the
+-- peer sends.
 -- After the last piece the transport ends (shutdown_write), so every run must
 -- finish with "done" or nil, message, code: a "want_read" after the end of the
 -- stream would be a hang.
@@ -60,6 +61,9 @@ local function client_variants(core, fixtures)
     { ctx = ctx { cafile = ca }, conn = { server_name = "127.0.0.1" } },
     { ctx = ctx { verify = "none", min_version = "tls1.3", groups = "P-256:X25519" } },
     { ctx = ctx { verify = "none", max_version = "tls1.2", ciphers = "AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305" } },
+    -- variants 9 and 10 (bit 5 of byte 1): OCSP stapling asked for, and required
+    { ctx = ctx { verify = "none", ocsp = "request" } },
+    { ctx = ctx { cafile = ca, ocsp = "require" }, conn = { server_name = "localhost" } },
   }
 end
 
@@ -87,6 +91,13 @@ local function server_variants(core, fixtures)
     { ctx = ctx { verify = "peer", cafile = fixtures .. "ca.pem", max_version = "tls1.2" } },
     { ctx = ctx { min_version = "tls1.0", ciphers = "ALL:@SECLEVEL=0", groups = "P-256:X25519:ffdhe2048" } },
     { ctx = ctx { max_version = "tls1.2", tickets = false, keylog = keylog } },
+    -- variants 9 and 10 (bit 5 of byte 1): the handshake pauses after the
+    -- ClientHello and the driver chooses a context by its name; OCSP stapling
+    { ctx = ctx { client_hello = true, alpn = { "h2" } }, choose = function(hello)
+      if hello.server_name == "refused.example" then return false end
+      return hello.server_name == "other.example" and other or nil
+    end },
+    { ctx = ctx { ocsp_staple = read_file(fixtures .. "ocsp-good.der") } },
   }
 end
 
@@ -157,7 +168,7 @@ end
 -- misbehaves.
 local function run(variants, data, probe)
   local config = data:byte(1) or 0
-  local variant = variants[(config & 7) % #variants + 1]
+  local variant = variants[((config & 7) + 8 * ((config >> 5) & 1)) % #variants + 1]
   local conn = variant.ctx:new_conn(variant.conn or {})
   local net = conn:bio()
   local queue, next_piece, ended = pieces(data, (config >> 3) & 3), 1, false
@@ -169,6 +180,12 @@ local function run(variants, data, probe)
       after_handshake(conn, net, probe)
       finished = true
       break
+    elseif status == "want_certificate" then
+      if not variant.choose then check.fail("do_handshake: 'want_certificate' from a context that does not pause") end
+      local hello = conn:client_hello()
+      if type(hello) ~= "table" then check.fail("client_hello: %s while paused", type(hello)) end
+      local choice = variant.choose(hello)
+      if choice ~= nil then conn:set_context(choice) end
     elseif status == nil then
       if code == "syscall" then check.fail("do_handshake: 'syscall' over a BIO pair") end
       finished = true

@@ -15,6 +15,13 @@ local handshake = require "handshake"
 local FIXTURES = "spec/fixtures/"
 local outdir = arg[1] or "fuzz/corpus"
 
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local data = f:read("a")
+  f:close()
+  return data
+end
+
 local function ctx(opts)
   return assert(core.new_context(opts))
 end
@@ -24,6 +31,7 @@ local function peer_for_client(v)
   local opts = { mode = "server", certificate = FIXTURES .. "server.pem", key = FIXTURES .. "server.key",
                  verify = "peer", cafile = FIXTURES .. "ca.pem", alpn = { "h2" } }
   if v == 4 then opts.max_version = "tls1.2" end -- resumes the setup's session where it can
+  if v >= 8 then opts.ocsp_staple = read_file(FIXTURES .. "ocsp-good.der") end -- they ask for one
   return ctx(opts), {}
 end
 
@@ -31,7 +39,8 @@ local function peer_for_server(v)
   local opts = { mode = "client", verify = "none", certificate = FIXTURES .. "client.pem",
                  key = FIXTURES .. "client.key", alpn = { "http/1.1" } }
   local conn = {}
-  if v == 3 then conn.server_name = "other.example" end
+  if v == 3 or v == 8 then conn.server_name = "other.example" end
+  if v == 9 then opts.ocsp = "request" end
   if v == 6 then opts.min_version, opts.max_version, opts.ciphers = "tls1.0", "tls1.0", "ALL:@SECLEVEL=0" end
   return ctx(opts), conn
 end
@@ -58,7 +67,7 @@ local function transcript(a, b)
     for i, conn in ipairs { a, b } do
       if not done[i] then
         local status, msg = conn:do_handshake()
-        assert(status, msg)
+        assert(status, msg) -- "want_certificate": the next call goes on with the same context
         done[i] = status == "done"
       end
     end
@@ -93,7 +102,9 @@ for _, role in ipairs { "client", "server" } do
     local b = peer_ctx:new_conn(peer_opts)
     local bytes = transcript(a, b)
     for cut = 0, 3 do
-      write_seed(role, ("seed-v%d-cut%d"):format(v - 1, cut), string.char((v - 1) | (cut << 3)) .. bytes)
+      -- byte 1: variant bits 0-2 and 5 (fuzz/handshake.lua), cut bits 3-4
+      local config = ((v - 1) & 7) | (((v - 1) >> 3) << 5) | (cut << 3)
+      write_seed(role, ("seed-v%d-cut%d"):format(v - 1, cut), string.char(config) .. bytes)
     end
     print(role, v - 1, a:version(), #bytes .. " bytes")
   end
