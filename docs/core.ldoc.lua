@@ -77,9 +77,12 @@ function Conn:read(max) end
 
 --- Writes data (C: `conn_write`; `SSL_write_ex`). After a short count the next
 -- write must begin with the bytes not taken.
+-- With `i`, `j`: `data:sub(i, j)` without copying it (`conn:write(data, taken + 1)` retries).
 -- @tparam string data
+-- @tparam[opt] integer i
+-- @tparam[opt] integer j
 -- @return bytes taken, or nil, status, or nil, message, code
-function Conn:write(data) end
+function Conn:write(data, i, j) end
 
 --- Sends close_notify and waits for the peer's (C: `conn_shutdown`; `SSL_shutdown`).
 -- @return "done", "want_read", "want_write", or nil, message, code
@@ -179,9 +182,10 @@ function Conn:ocsp_status() end
 -- @type BIO
 local BIO = {}
 
---- Bytes taken; 0 when the buffer is full (C: `bio_write`).
+--- Bytes taken; 0 when the buffer is full (C: `bio_write`). With `i`, `j`: `data:sub(i, j)`,
+-- without copying it.
 -- @return count, or nil, "closed"
-function BIO:write(data) end
+function BIO:write(data, i, j) end
 
 --- A string, nil, "want_read" when empty, nil, "closed" after the other end
 -- shut down writing (C: `bio_read`).
@@ -201,6 +205,11 @@ function BIO:shutdown_write() end
 
 --- Frees this end (C: `bio_close`; also `__gc`, `__close`).
 function BIO:close() end
+
+--- Moves what this end has to read into the end `other` (at most `max` bytes), ring to ring, no
+-- Lua string between; only what `other` takes is read (C: `bio_move_to`).
+-- @return bytes moved, or nil, "closed" when `other` was shut down or freed
+function BIO:move_to(other, max) end
 
 --- lunatls.Certificate: an X509, read-only (src/x509.c). `==` compares two.
 -- @type Certificate

@@ -47,11 +47,12 @@ static int bio_new_pair(lua_State *L) {
     return 2;
 }
 
-/* bio:write(data) -> bytes taken (0 when full), or nil, "closed" */
+/* bio:write(data[, i[, j]]) -> bytes taken (0 when full), or nil, "closed";
+ * i, j: write data:sub(i, j), without copying it */
 static int bio_write(lua_State *L) {
     lunatls_BIO *b = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
     size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
+    const char *data = lunatls_check_range(L, 2, &len);
     int n;
     if (len == 0) {
         lua_pushinteger(L, 0);
@@ -120,6 +121,40 @@ static int bio_read(lua_State *L) {
     return 2;
 }
 
+/* bio:move_to(other[, max]) -> bytes moved, or nil, "closed" (other was
+ * shut down or freed). Moves what this end has to read into the end
+ * `other` writes to, ring to ring, with no Lua string in between: as much
+ * as other takes (at most max); nothing is read that other cannot take. */
+static int bio_move_to(lua_State *L) {
+    lunatls_BIO *from = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
+    lunatls_BIO *to = lunatls_checkbio(L, 2);
+    lua_Integer max = luaL_optinteger(L, 3, LUA_MAXINTEGER), moved = 0;
+    int closed = 0;
+    luaL_argcheck(L, max > 0, 3, "max must be positive");
+    while (moved < max) {
+        char *p;
+        ossl_ssize_t ready = BIO_nread0(from->bio, &p);
+        int n, want;
+        if (ready <= 0) break;
+        want = ready > INT_MAX ? INT_MAX : (int)ready;
+        if ((lua_Integer)want > max - moved) want = (int)(max - moved);
+        if ((n = BIO_write(to->bio, p, want)) <= 0) { /* full (retry), or shut down */
+            closed = !BIO_should_retry(to->bio);
+            break;
+        }
+        BIO_nread(from->bio, &p, n); /* what the other end took, and no more */
+        moved += n;
+    }
+    ERR_clear_error();
+    if (moved == 0 && closed) {
+        luaL_pushfail(L);
+        lunatls_pushword(L, UPV_CLOSED);
+        return 2;
+    }
+    lua_pushinteger(L, moved);
+    return 1;
+}
+
 static int bio_pending(lua_State *L) {
     lunatls_BIO *b = lunatls_checkbio(L, 1);
     lua_pushinteger(L, (lua_Integer)BIO_ctrl_pending(b->bio));
@@ -166,6 +201,7 @@ void lunatls_open_bio(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"write", bio_write},
         {"read", bio_read},
+        {"move_to", bio_move_to},
         {"pending", bio_pending},
         {"write_guarantee", bio_write_guarantee},
         {"read_request", bio_read_request},

@@ -423,7 +423,8 @@ static int conn_read(lua_State *L) {
     return 1;
 }
 
-/* conn:write(data) -> bytes taken, or nil, status, or nil, message, code.
+/* conn:write(data[, i[, j]]) -> bytes taken, or nil, status, or nil,
+ * message, code. i, j: write data:sub(i, j), without copying it.
  * Fewer than #data are taken when the output buffer fills; the next write
  * must begin with the bytes not taken (OpenSSL may hold them as a record
  * already half sent). A failure after some bytes were taken is kept and
@@ -434,7 +435,7 @@ static int conn_write(lua_State *L) {
     lunatls_Conn *c;
     int ret = 1;
     c = lunatls_checkconn_idle(L); /* self first, then the data */
-    data = luaL_checklstring(L, 2, &len);
+    data = lunatls_check_range(L, 2, &len);
     if (c->failed) return repeat_failure(L);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
         lua_pushinteger(L, 0);

@@ -66,6 +66,23 @@ int lunatls_push_copy(lua_State *L, const char *s, size_t len) {
     return lua_pcall(L, 2, 1, 0) == LUA_OK;
 }
 
+/* The string at arg, or its part from i (arg + 1) to j (arg + 2) as
+ * string.sub would take it (negative positions count from the end), without
+ * copying: a write of the rest of a string after a partial write costs
+ * nothing. *len is the part's length. */
+const char *lunatls_check_range(lua_State *L, int arg, size_t *len) {
+    size_t size;
+    const char *s = luaL_checklstring(L, arg, &size);
+    lua_Integer i = luaL_optinteger(L, arg + 1, 1), j = luaL_optinteger(L, arg + 2, -1);
+    lua_Integer n = (lua_Integer)size;
+    if (i < 0) i = i < -n ? 1 : n + i + 1;
+    else if (i == 0) i = 1;
+    if (j < 0) j = n + j + 1;
+    else if (j > n) j = n;
+    *len = i > j ? 0 : (size_t)(j - i + 1);
+    return *len == 0 ? s : s + (i - 1);
+}
+
 int lunatls_tostring_closed(lua_State *L, const char *tname) {
     lua_pushfstring(L, "%s (closed)", tname);
     return 1;

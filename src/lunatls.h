@@ -217,6 +217,7 @@ void lunatls_pushword(lua_State *L, int word);
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods);
 int lunatls_tostring_closed(lua_State *L, const char *tname);
+const char *lunatls_check_range(lua_State *L, int arg, size_t *len);
 int lunatls_push_copy(lua_State *L, const char *s, size_t len);
 
 #endif
