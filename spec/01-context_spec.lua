@@ -56,7 +56,8 @@ describe("new_context", function()
       { "verify_depth", "x", "option 'verify_depth': integer from 0 to 100 expected, got string" },
       { "verify_depth", -1, "option 'verify_depth': integer from 0 to 100 expected, got number" },
       { "verify_flags", "x509_strict", "option 'verify_flags': list of strings expected, got string" },
-      { "verify_flags", { "nope" }, "option 'verify_flags': invalid value 'nope' (expected 'x509_strict' or 'partial_chain')" },
+      { "verify_flags", { "nope" }, "option 'verify_flags': invalid value 'nope' (expected 'x509_strict', "
+        .. "'partial_chain', 'crl_check' or 'crl_check_all')" },
       { "verify_flags", { 1 }, "option 'verify_flags': list of strings expected, got number" },
       { "check_hostname", "no", "option 'check_hostname': boolean expected, got string" },
       { "min_version", "tls9", "option 'min_version': invalid value 'tls9' (expected 'tls1.0', "
