@@ -1,4 +1,5 @@
-/* lunatls.BIO: one end of a BIO pair (BIO_new_bio_pair).
+/* lunatls.BIO: one end of a BIO pair (pair.c: OpenSSL's semantics, rings
+ * allocated only while they hold bytes).
  *
  * Bytes written into one end are read out of the other, through a buffer of
  * fixed size in each direction. A connection holds one end; the application
@@ -40,9 +41,9 @@ static int bio_new_pair(lua_State *L) {
     int size = size_arg(L, 1);
     lunatls_BIO *a = lunatls_newbio(L, NULL);
     lunatls_BIO *b = lunatls_newbio(L, NULL);
-    if (!BIO_new_bio_pair(&a->bio, (size_t)size, &b->bio, (size_t)size)) {
+    if (!lunatls_new_pair(L, &a->bio, &b->bio, (size_t)size)) {
         a->bio = b->bio = NULL;
-        return luaL_error(L, "new_bio_pair: %s", lunatls_last_reason());
+        return luaL_error(L, "new_bio_pair: out of memory");
     }
     return 2;
 }
@@ -74,6 +75,17 @@ static int bio_write(lua_State *L) {
     return 2;
 }
 
+/* Copies want bytes from the contiguous piece at the front of what this end
+ * can read into out, then consumes them (pair.c frees an emptied ring at
+ * once: look, copy, then consume). 0 if fewer are there. */
+static int take_piece(BIO *bio, char *out, size_t want) {
+    char *p;
+    ossl_ssize_t n = BIO_nread0(bio, &p);
+    if (n < 0 || (size_t)n < want) return 0;
+    memcpy(out, p, want);
+    return BIO_nread(bio, &p, (int)want) == (ossl_ssize_t)want;
+}
+
 /* Reads want bytes (no more than are pending) out of the pair's ring buffer
  * into one Lua string, copied once: BIO_nread0 exposes the buffer. The bytes
  * lie in one piece, or in two when they wrap around the end of the ring;
@@ -93,15 +105,11 @@ static int read_available(lua_State *L, lunatls_BIO *b, size_t want) {
     }
     first = (size_t)n;
     out = luaL_buffinitsize(L, &buf, want);
-    /* The allocation may have run a finalizer: p is stale, and the end may be
-     * closed; nothing below calls Lua until both pieces are copied. */
+    /* The allocation may have run a finalizer: the end may be closed;
+     * nothing below calls Lua until both pieces are copied. */
     if (b->bio == NULL) return luaL_error(L, "attempt to use a closed %s", LUNATLS_BIO);
-    n = BIO_nread(b->bio, &p, (int)first);
-    if (n != (ossl_ssize_t)first) return luaL_error(L, "read: BIO pair out of step");
-    memcpy(out, p, first);
-    if (BIO_nread(b->bio, &p, (int)(want - first)) != (ossl_ssize_t)(want - first))
+    if (!take_piece(b->bio, out, first) || !take_piece(b->bio, out + first, want - first))
         return luaL_error(L, "read: BIO pair out of step");
-    memcpy(out + first, p, want - first);
     luaL_pushresultsize(&buf, want);
     return 1;
 }

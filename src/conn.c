@@ -203,8 +203,7 @@ static void attach_own_pair(lua_State *L, lunatls_Conn *c, int ud) {
     luaL_argcheck(L, size > 0 && size <= 64 * 1024 * 1024, OPTS,
                   "option 'buffer_size' must be between 1 and 64 MiB");
     net = lunatls_newbio(L, NULL);
-    if (!BIO_new_bio_pair(&inner, (size_t)size, &outer, (size_t)size))
-        luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    if (!lunatls_new_pair(L, &inner, &outer, (size_t)size)) luaL_error(L, "new_conn: out of memory");
     net->bio = outer;
     SSL_set_bio(c->ssl, inner, inner);
     lua_setiuservalue(L, ud, CONN_UV_NETBIO);
@@ -344,6 +343,14 @@ static int more_buffered(lunatls_Conn *c) {
     return SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0;
 }
 
+/* A read that found nothing to read leaves the connection idle: give back
+ * OpenSSL's record buffers (SSL_MODE_RELEASE_BUFFERS keeps the 16.6 KB read
+ * buffer when the last records were handshake messages, as the TLS 1.3
+ * session tickets a client reads are). They come back with the next record. */
+static void release_idle_buffers(lunatls_Conn *c) {
+    if (!more_buffered(c)) SSL_free_buffers(c->ssl);
+}
+
 /* Reads records into p until room is full or a read fails; then *stopped
  * is its SSL_get_error (its error still queued, for keep_late_failure).
  * Returns the bytes read. */
@@ -406,6 +413,7 @@ static int conn_read(lua_State *L) {
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
         end_call(L, c, "read", 0);
+        if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) release_idle_buffers(c);
         return io_failure(L, c, 0, "read", STATUS_SECOND);
     }
     if ((lua_Integer)n < max && more_buffered(c)) {

@@ -109,6 +109,7 @@ LUA_API int luaopen_lunatls_core(lua_State *L);
 
 __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_State *L) {
     OPENSSL_init_ssl(0, NULL);
+    lunatls_open_pair(L);
     lua_newtable(L);
     lunatls_open_context(L);
     lunatls_open_bio(L);

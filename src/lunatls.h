@@ -163,6 +163,10 @@ int lunatls_context_pauses(const SSL_CTX *ctx);
 int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len);
 void lunatls_open_context(lua_State *L);
 
+/* pair.c: BIO pairs whose rings exist only while they hold bytes */
+int lunatls_new_pair(lua_State *L, BIO **a, BIO **b, size_t size);
+void lunatls_open_pair(lua_State *L);
+
 /* bio.c */
 lunatls_BIO *lunatls_checkbio(lua_State *L, int idx);
 lunatls_BIO *lunatls_newbio(lua_State *L, BIO *bio);
