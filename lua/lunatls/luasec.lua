@@ -112,15 +112,6 @@ local function set_credentials(opts, params)
   opts.password = password
 end
 
--- Does this lunatls core take a function as a server's `alpn`?
-local alpn_support
-local function alpn_functions_supported()
-  if alpn_support == nil then
-    alpn_support = pcall(tls.new_context, { mode = "server", alpn = function() end })
-  end
-  return alpn_support
-end
-
 -- LuaSec's alpn(offered) returns a name or a list in the server's order;
 -- lunatls wants the chosen name: the first of ours that the client offers.
 local function alpn_adapter(select)
@@ -137,15 +128,12 @@ local function alpn_adapter(select)
   end
 end
 
-local function set_alpn(opts, params, ctx)
+local function set_alpn(opts, params)
   local alpn = params.alpn
   if alpn == nil then return end
   if type(alpn) == "string" then alpn = { alpn } end
   if type(alpn) == "function" then
     if params.mode ~= "server" then bad("alpn", "a function is for servers") end
-    if not alpn_functions_supported() then
-      ctx.unsupported = "alpn: a function needs a lunatls core with server ALPN callbacks"
-    end
     opts.alpn = alpn_adapter(alpn)
   elseif type(alpn) == "table" then
     opts.alpn = alpn
@@ -156,7 +144,7 @@ end
 
 -- verifyext: "lsec_continue" finishes the handshake whatever the chain
 -- (getpeerverification then reports); "lsec_ignore_purpose" has no effect;
--- "crl_check"/"crl_check_chain" become verify_flags (a core with CRLs).
+-- "crl_check"/"crl_check_chain" become verify_flags.
 local function set_verifyext(opts, params)
   local flags = {}
   for _, word in ipairs(list_of(params.verifyext)) do
@@ -171,7 +159,7 @@ local function set_verifyext(opts, params)
   if #flags > 0 then opts.verify_flags = flags end
 end
 
-local function lunatls_options(params, ctx)
+local function lunatls_options(params)
   local opts = {
     mode = params.mode,
     cafile = params.cafile, capath = params.capath,
@@ -186,7 +174,7 @@ local function lunatls_options(params, ctx)
   set_versions(opts, params)
   check_options(opts, params)
   set_credentials(opts, params)
-  set_alpn(opts, params, ctx)
+  set_alpn(opts, params)
   set_verifyext(opts, params)
   if params.mode == "server" then opts.servername = connection.servername end
   return opts
@@ -206,8 +194,7 @@ function M.newcontext(params)
     bad("mode", "client or server expected, got " .. tostring(params.mode))
   end
   local self = setmetatable({ mode = params.mode }, Context)
-  local opts = lunatls_options(params, self)
-  if self.unsupported then return nil, self.unsupported end
+  local opts = lunatls_options(params)
   local ctx, message = tls.new_context(opts)
   if not ctx then return nil, message end
   self.ctx = ctx

@@ -156,15 +156,13 @@ Cert.__tostring = function(self)
   return ("X509 certificate: %p"):format(self)
 end
 
---- Loads a PEM certificate (LuaSec's `ssl.loadcertificate`). Needs
--- `lunatls.load_certificates`; without it returns nil, message.
+--- Loads a PEM certificate (LuaSec's `ssl.loadcertificate`): the first of
+-- the text; nil, message when there is none.
 function M.load(pem)
   if type(pem) ~= "string" then
     error("bad argument #1 to 'loadcertificate' (string expected, got " .. type(pem) .. ")", 2)
   end
-  local loader = require("lunatls").load_certificates
-  if not loader then return nil, "loadcertificate: this lunatls core has no load_certificates" end
-  local list, message = loader(pem)
+  local list, message = require("lunatls").load_certificates(pem)
   if not list or not list[1] then return nil, message or "no certificate" end
   return M.new(list[1])
 end
