@@ -71,7 +71,6 @@ ContextData *lunatls_context_data(const SSL_CTX *ctx) {
     return (ContextData *)SSL_CTX_get_ex_data(ctx, data_index);
 }
 
-#define context_data lunatls_context_data
 
 static int attach_data(SSL_CTX *ctx) {
     ContextData *d = (ContextData *)OPENSSL_zalloc(sizeof *d);
@@ -281,7 +280,7 @@ static int set_signature_policy(lua_State *L, SSL_CTX *ctx) {
 }
 
 static int set_algorithms(lua_State *L, SSL_CTX *ctx) {
-    ContextData *d = context_data(ctx);
+    ContextData *d = lunatls_context_data(ctx);
     int n;
     const char *ciphers = lunatls_opt_string(L, OPTS, "ciphers", NULL);
     const char *suites = lunatls_opt_string(L, OPTS, "ciphersuites", NULL);
@@ -333,7 +332,7 @@ const char *lunatls_push_alpn_wire(lua_State *L, int list, int arg, size_t *len)
  * client that offers none of them gets no ALPN answer rather than an alert. */
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                        const unsigned char *in, unsigned int inlen, void *arg) {
-    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
+    const ContextData *d = lunatls_context_data(SSL_get_SSL_CTX(ssl));
     unsigned char *selected;
     (void)arg;
     if (d == NULL || d->alpn == NULL ||
@@ -360,7 +359,7 @@ static int alpn_is_function(lua_State *L, lunatls_Context *c) {
 static void set_alpn(lua_State *L, lunatls_Context *c) {
     size_t len;
     const char *wire;
-    ContextData *d = context_data(c->ctx);
+    ContextData *d = lunatls_context_data(c->ctx);
     if (alpn_is_function(L, c) || lunatls_opt_list(L, OPTS, "alpn") < 0) return;
     wire = lunatls_push_alpn_wire(L, lua_gettop(L), OPTS, &len);
     if (c->is_server) {
@@ -388,7 +387,7 @@ static void set_post_handshake_auth(lua_State *L, lunatls_Context *c) {
 static void set_client_hello(lua_State *L, lunatls_Context *c) {
     int pause = lunatls_opt_boolean(L, OPTS, "client_hello", 0);
     if (pause && !c->is_server) luaL_argerror(L, OPTS, "option 'client_hello' is for servers");
-    context_data(c->ctx)->client_hello = pause;
+    lunatls_context_data(c->ctx)->client_hello = pause;
 }
 
 /* With shared ticket keys, sessions must resume in another process's
@@ -440,7 +439,7 @@ static void derive_secret(lua_State *L, SSL_CTX *ctx) {
     }
     lua_concat(L, pushed);
     text = lua_tolstring(L, -1, &n);
-    if (EVP_Digest(text, n, context_data(ctx)->secret, &len, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(text, n, lunatls_context_data(ctx)->secret, &len, EVP_sha256(), NULL) != 1)
         luaL_error(L, "new_context: out of memory");
     lua_pop(L, 1);
 }
@@ -467,13 +466,13 @@ static void set_sessions(lua_State *L, SSL_CTX *ctx, int is_server) {
     if (lunatls_set_ticket_keys(L, ctx, OPTS)) derive_secret(L, ctx);
     /* Resumption with client certificates needs a session id context; each
      * handshake replaces it by one bound to the server name (hello.c). */
-    SSL_CTX_set_session_id_context(ctx, context_data(ctx)->secret, SECRET_LEN);
+    SSL_CTX_set_session_id_context(ctx, lunatls_context_data(ctx)->secret, SECRET_LEN);
 }
 
 /* keylog = "env": NSS key-log lines appended to the file $SSLKEYLOGFILE
  * names, if it is set when the context is made; never without the opt-in. */
 static void keylog_to_file(const SSL *ssl, const char *line) {
-    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
+    const ContextData *d = lunatls_context_data(SSL_get_SSL_CTX(ssl));
     if (d == NULL || d->keylog_file == NULL) return;
     fprintf(d->keylog_file, "%s\n", line);
     fflush(d->keylog_file);
@@ -495,8 +494,8 @@ static int keylog_from_env(lua_State *L, SSL_CTX *ctx) {
     lua_pop(L, 1);
     path = getenv("SSLKEYLOGFILE");
     if (path != NULL && path[0] != '\0') {
-        context_data(ctx)->keylog_file = fopen(path, "a");
-        if (context_data(ctx)->keylog_file != NULL) SSL_CTX_set_keylog_callback(ctx, keylog_to_file);
+        lunatls_context_data(ctx)->keylog_file = fopen(path, "a");
+        if (lunatls_context_data(ctx)->keylog_file != NULL) SSL_CTX_set_keylog_callback(ctx, keylog_to_file);
     }
     return 1;
 }
@@ -520,7 +519,7 @@ static void set_callbacks(lua_State *L, lunatls_Context *c, int ud) {
     push_function(L, "servername");
     if (!lua_isnil(L, -1) && !c->is_server)
         luaL_argerror(L, OPTS, "option 'servername' is for servers");
-    if (!lua_isnil(L, -1) && context_data(c->ctx)->client_hello)
+    if (!lua_isnil(L, -1) && lunatls_context_data(c->ctx)->client_hello)
         luaL_argerror(L, OPTS, "options 'servername' and 'client_hello' exclude each other "
                                "(choose the context during the pause: conn:set_context)");
     lua_setfield(L, -2, "servername");
@@ -604,7 +603,7 @@ static int adopt_verify_param(SSL *ssl, SSL_CTX *chosen) {
  * ticket keys; sessions are bound to the chosen context anyway
  * (lunatls_bind_sessions). Returns 1, or 0 on failure. */
 int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen) {
-    const ContextData *d = context_data(chosen);
+    const ContextData *d = lunatls_context_data(chosen);
     if (d == NULL || SSL_set_SSL_CTX(ssl, chosen) != chosen) return 0;
     SSL_clear_options(ssl, SSL_get_options(ssl));
     SSL_set_options(ssl, SSL_CTX_get_options(chosen));
@@ -625,7 +624,7 @@ int lunatls_adopt_context(SSL *ssl, SSL_CTX *chosen) {
  * nor to another host name, and no state is shared between processes.
  * Returns 1, or 0 on failure. */
 int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len) {
-    const ContextData *d = context_data(SSL_get_SSL_CTX(ssl));
+    const ContextData *d = lunatls_context_data(SSL_get_SSL_CTX(ssl));
     unsigned char input[SECRET_LEN + 1 + 255], digest[EVP_MAX_MD_SIZE];
     unsigned int digest_len = 0;
     if (d == NULL || len > 255) return 0;
@@ -641,7 +640,7 @@ int lunatls_bind_sessions(SSL *ssl, const char *server_name, size_t len) {
 /* Whether handshakes of this server context pause once the ClientHello is
  * read (option client_hello), for conn:set_context. */
 int lunatls_context_pauses(const SSL_CTX *ctx) {
-    const ContextData *d = context_data(ctx);
+    const ContextData *d = lunatls_context_data(ctx);
     return d != NULL && d->client_hello;
 }
 
