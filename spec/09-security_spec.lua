@@ -15,11 +15,7 @@ local F = pair.fixture
 
 --- A client context that trusts the fixture CA; the names a.test and
 -- b.test are SNI only (the fixture certificate is for localhost).
-local function sni_client(opts)
-  local o = { check_hostname = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return pair.client_context(o)
-end
+local sni_client = pair.sni_client_context
 
 --- Handshakes a client of `client_ctx` (new_conn options `client_opts`)
 -- with a server of `server_ctx`; returns the pair and the handshake result.

@@ -17,17 +17,9 @@ local function pausing(opts)
   return assert(tls.new_context(o))
 end
 
-local function sni_client(opts)
-  local o = { check_hostname = false }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return pair.client_context(o)
-end
+local sni_client = pair.sni_client_context
 
-local function wronghost(opts)
-  local o = { certificate = F"wronghost.pem", key = F"wronghost.key" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return pair.server_context(o)
-end
+local function wronghost(opts) return pair.server_context_with("wronghost", opts) end
 
 --- A pair whose server pauses: returns the pair once the server said
 -- "want_certificate".

@@ -10,11 +10,7 @@ local process = require "helpers.process"
 
 local F = pair.fixture
 
-local function wronghost(opts)
-  local o = { certificate = F"wronghost.pem", key = F"wronghost.key" }
-  for k, v in pairs(opts or {}) do o[k] = v end
-  return pair.server_context(o)
-end
+local function wronghost(opts) return pair.server_context_with("wronghost", opts) end
 
 local function connected(server_opts, client_opts, conn_opts)
   return pair.new { server_ctx = pair.server_context(server_opts), client_ctx = pair.client_context(client_opts),

@@ -136,6 +136,7 @@ int lunatls_opt_choice(lua_State *L, int arg, const char *name, const char *def,
 int lunatls_choice(lua_State *L, int arg, const char *name, const char *s, size_t len,
                    const char *const choices[]);
 lua_Integer lunatls_opt_list(lua_State *L, int arg, const char *name);
+lua_Integer lunatls_opt_strings(lua_State *L, int arg, const char *name);
 int lunatls_opt_type_error(lua_State *L, int arg, const char *name, const char *expected);
 const char *lunatls_opttext(lua_State *L, int arg, const char *def);
 const char *lunatls_push_quoted(lua_State *L, const char *s, size_t len);

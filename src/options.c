@@ -218,3 +218,19 @@ lua_Integer lunatls_opt_list(lua_State *L, int arg, const char *name) {
     lua_replace(L, list);
     return n;
 }
+
+/* Pushes option `name` as a plain list of strings, a string being a list
+ * of one. Returns its length, or -1 (nothing pushed) when absent. */
+lua_Integer lunatls_opt_strings(lua_State *L, int arg, const char *name) {
+    lua_pushstring(L, name);
+    if (lua_rawget(L, arg) == LUA_TSTRING) {
+        lua_createtable(L, 1, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+        return 1;
+    }
+    if (!lua_isnil(L, -1) && !lua_istable(L, -1))
+        lunatls_opt_type_error(L, arg, name, "string or list of strings");
+    lua_pop(L, 1);
+    return lunatls_opt_list(L, arg, name);
+}

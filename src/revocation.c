@@ -25,21 +25,8 @@ int lunatls_set_crls(lua_State *L, SSL_CTX *ctx, int opts) {
     X509_STORE *store = SSL_CTX_get_cert_store(ctx);
     lua_Integer i, n;
     int failed = 0, k, ok = 1;
-    lua_pushliteral(L, "crl");
-    if (lua_rawget(L, opts) == LUA_TNIL) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (lua_type(L, -1) == LUA_TSTRING) { /* one source: a list of one */
-        lua_createtable(L, 1, 0);
-        lua_insert(L, -2);
-        lua_rawseti(L, -2, 1);
-    } else {
-        lua_pop(L, 1);
-        if (lunatls_opt_list(L, opts, "crl") < 0) return 0;
-    }
+    if ((n = lunatls_opt_strings(L, opts, "crl")) < 0) return 0;
     if ((list = sk_X509_CRL_new_null()) == NULL) return luaL_error(L, "new_context: out of memory");
-    n = (lua_Integer)lua_rawlen(L, -1);
     for (i = 1; i <= n && failed == 0; i++) {
         size_t len;
         const char *s;

@@ -77,23 +77,11 @@ static const char *check_key(lua_State *L, int opts) {
  * Returns whether it was given. */
 int lunatls_set_ticket_keys(lua_State *L, SSL_CTX *ctx, int opts) {
     ContextData *d = lunatls_context_data(ctx);
-    lua_Integer i, n = 1;
-    int list;
-    lua_pushliteral(L, "ticket_keys");
-    if (lua_rawget(L, opts) == LUA_TNIL) {
-        lua_pop(L, 1);
-        return 0;
-    }
-    if (lua_type(L, -1) == LUA_TSTRING) { /* one key: a list of one */
-        lua_createtable(L, 1, 0);
-        lua_insert(L, -2);
-        lua_rawseti(L, -2, 1);
-    } else if ((n = lunatls_opt_list(L, opts, "ticket_keys")) < 1) {
+    lua_Integer i, n = lunatls_opt_strings(L, opts, "ticket_keys");
+    int list = lua_gettop(L);
+    if (n < 0) return 0;
+    if (n == 0)
         luaL_argerror(L, opts, "option 'ticket_keys': a key or a list of at least one key expected");
-    } else {
-        lua_remove(L, -2); /* the list as given: its copy stays */
-    }
-    list = lua_gettop(L);
     d->ticket_keys = OPENSSL_zalloc((size_t)n * TICKET_KEY_LEN);
     if (d->ticket_keys == NULL) luaL_error(L, "new_context: out of memory");
     d->ticket_key_count = (size_t)n;

@@ -54,6 +54,19 @@ function M.client_context(opts)
   }, opts)))
 end
 
+--- A server context with the fixture certificate and key `name`
+-- ("wronghost": CN=wrong.example), and `opts` on top.
+function M.server_context_with(name, opts)
+  return M.server_context(merged({ certificate = M.fixture(name .. ".pem"), key = M.fixture(name .. ".key") },
+    opts))
+end
+
+--- A client context that trusts the fixture CA but checks no host name:
+-- for names that are SNI only (a.test, b.test).
+function M.sni_client_context(opts)
+  return M.client_context(merged({ check_hostname = false }, opts))
+end
+
 --- The error `fn` raises (raises itself when `fn` does not).
 function M.error_of(fn, ...)
   local ok, err = pcall(fn, ...)
