@@ -60,6 +60,7 @@ typedef struct {
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
                            * session cache and ticket keys (borrowed: the SSL holds it) */
+    const SSL_SESSION *session_seen; /* read: the session when buffers were last given back */
     int ocsp_status;      /* client: OCSP_* of the server's staple (revocation.c) */
     const char *ocsp_message; /* ... and why (a static string) */
 } lunatls_Conn;

@@ -14,7 +14,20 @@
 
 #include <openssl/err.h>
 
+/* Emptied rings of the usual size, kept for the next write: a connection
+ * that sends one message at a time would otherwise allocate and free a ring
+ * per message. Bounded, so idle connections still hold nothing. */
+#define RING_CACHE 16
+#define CACHED_SIZE (17 * 1024) /* the default pair size */
+
+typedef struct {
+    BIO_METHOD *method;
+    char *rings[RING_CACHE];
+    int count;
+} PairShared;
+
 typedef struct Half {
+    PairShared *shared; /* of the Lua state: outlives every Half (lunatls_open_pair) */
     struct Half *peer; /* the other end's half; NULL once it is freed */
     BIO *bio;          /* this end */
     char *ring;        /* what was written here, for the peer; NULL when empty */
@@ -24,14 +37,32 @@ typedef struct Half {
     int closed;        /* this end shut down writing */
 } Half;
 
-/* The BIO_METHOD lives in the Lua state's registry (lunatls_open_pair):
- * freed by its finalizer, which runs after those of every object made
- * later, so after the last BIO that uses it; a static would leak it when
- * Lua unloads the module. */
-#define METHOD_KEY "lunatls.pair_method"
+/* The BIO_METHOD and the ring cache live in the Lua state's registry
+ * (lunatls_open_pair): freed by its finalizer, which runs after those of
+ * every object made later, so after the last BIO that uses them; a static
+ * would leak when Lua unloads the module, and be shared between threads. */
+#define SHARED_KEY "lunatls.pair"
 
 static size_t min_size(size_t a, size_t b) {
     return a < b ? a : b;
+}
+
+/* ---- rings ---- */
+
+static char *ring_alloc(Half *h) {
+    PairShared *shared = h->shared;
+    if (h->size == CACHED_SIZE && shared->count > 0) return shared->rings[--shared->count];
+    return (char *)OPENSSL_malloc(h->size);
+}
+
+static void ring_release(Half *h) {
+    PairShared *shared = h->shared;
+    if (h->ring != NULL && h->size == CACHED_SIZE && shared->count < RING_CACHE)
+        shared->rings[shared->count++] = h->ring;
+    else
+        OPENSSL_free(h->ring);
+    h->ring = NULL;
+    h->start = 0;
 }
 
 /* ---- moving bytes ---- */
@@ -55,7 +86,7 @@ static int half_write(BIO *bio, const char *data, int n) {
         BIO_set_retry_write(bio);
         return -1;
     }
-    if (h->ring == NULL && (h->ring = (char *)OPENSSL_malloc(h->size)) == NULL) {
+    if (h->ring == NULL && (h->ring = ring_alloc(h)) == NULL) {
         ERR_raise(ERR_LIB_BIO, ERR_R_MALLOC_FAILURE);
         return -1;
     }
@@ -77,11 +108,7 @@ static size_t contiguous(const Half *src) {
 static void consume(Half *src, size_t n) {
     src->start = (src->start + n) % src->size;
     src->len -= n;
-    if (src->len == 0) {
-        OPENSSL_free(src->ring);
-        src->ring = NULL;
-        src->start = 0;
-    }
+    if (src->len == 0) ring_release(src);
 }
 
 /* Nothing to read: EOF (0) once the writer shut down, else retry (-1). */
@@ -147,9 +174,8 @@ static long half_ctrl(BIO *bio, int cmd, long num, void *ptr) {
     case BIO_C_NREAD: return half_nread(bio, h, num, (char **)ptr);
     case BIO_C_SET_WRITE_BUF_SIZE: /* only once unpaired: drops what the gone peer left unread */
         if (peer != NULL || num <= 0) return 0;
-        OPENSSL_free(h->ring);
-        h->ring = NULL;
-        h->start = h->len = 0;
+        ring_release(h);
+        h->len = 0;
         h->size = (size_t)num;
         return 1;
     case BIO_CTRL_FLUSH:
@@ -175,7 +201,7 @@ static int half_destroy(BIO *bio) {
         h->peer->peer = NULL;
         BIO_set_init(h->peer->bio, 0);
     }
-    OPENSSL_free(h->ring);
+    ring_release(h);
     OPENSSL_free(h);
     BIO_set_data(bio, NULL);
     BIO_set_init(bio, 0);
@@ -193,48 +219,50 @@ static BIO_METHOD *make_method(void) {
     return m;
 }
 
-static int method_gc(lua_State *L) {
-    BIO_METHOD **m = (BIO_METHOD **)lua_touserdata(L, 1);
-    BIO_meth_free(*m);
-    *m = NULL;
+static int shared_gc(lua_State *L) {
+    PairShared *shared = (PairShared *)lua_touserdata(L, 1);
+    while (shared->count > 0) OPENSSL_free(shared->rings[--shared->count]);
+    BIO_meth_free(shared->method);
+    shared->method = NULL;
     return 0;
 }
 
 void lunatls_open_pair(lua_State *L) {
-    BIO_METHOD **m;
+    PairShared *shared;
     /* once per state: a module loaded again (package.loaded reset) must not
      * let the first method go while its BIOs live */
-    if (lua_getfield(L, LUA_REGISTRYINDEX, METHOD_KEY) == LUA_TUSERDATA) {
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SHARED_KEY) == LUA_TUSERDATA) {
         lua_pop(L, 1);
         return;
     }
     lua_pop(L, 1);
-    m = (BIO_METHOD **)lua_newuserdatauv(L, sizeof *m, 0);
-    *m = NULL;
+    shared = (PairShared *)lua_newuserdatauv(L, sizeof *shared, 0);
+    memset(shared, 0, sizeof *shared);
     lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, method_gc);
+    lua_pushcfunction(L, shared_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    if ((*m = make_method()) == NULL) luaL_error(L, "lunatls: out of memory");
-    lua_setfield(L, LUA_REGISTRYINDEX, METHOD_KEY);
+    if ((shared->method = make_method()) == NULL) luaL_error(L, "lunatls: out of memory");
+    lua_setfield(L, LUA_REGISTRYINDEX, SHARED_KEY);
 }
 
-static BIO_METHOD *pair_method(lua_State *L) {
-    BIO_METHOD **m;
-    lua_getfield(L, LUA_REGISTRYINDEX, METHOD_KEY);
-    m = (BIO_METHOD **)lua_touserdata(L, -1);
+static PairShared *pair_shared(lua_State *L) {
+    PairShared *shared;
+    lua_getfield(L, LUA_REGISTRYINDEX, SHARED_KEY);
+    shared = (PairShared *)lua_touserdata(L, -1);
     lua_pop(L, 1);
-    return m != NULL ? *m : NULL;
+    return shared;
 }
 
-static BIO *new_half(BIO_METHOD *method, size_t size) {
-    BIO *bio = method != NULL ? BIO_new(method) : NULL;
+static BIO *new_half(PairShared *shared, size_t size) {
+    BIO *bio = shared != NULL && shared->method != NULL ? BIO_new(shared->method) : NULL;
     Half *h = (Half *)OPENSSL_zalloc(sizeof *h);
     if (bio == NULL || h == NULL) {
         BIO_free(bio);
         OPENSSL_free(h);
         return NULL;
     }
+    h->shared = shared;
     h->bio = bio;
     h->size = size;
     BIO_set_data(bio, h);
@@ -245,10 +273,10 @@ static BIO *new_half(BIO_METHOD *method, size_t size) {
 /* Two joined ends, each taking size bytes before the other reads. Returns
  * 1, or 0 (out of memory). */
 int lunatls_new_pair(lua_State *L, BIO **a, BIO **b, size_t size) {
-    BIO_METHOD *method = pair_method(L);
+    PairShared *shared = pair_shared(L);
     Half *ha, *hb;
     *a = *b = NULL;
-    if ((*a = new_half(method, size)) == NULL || (*b = new_half(method, size)) == NULL) {
+    if ((*a = new_half(shared, size)) == NULL || (*b = new_half(shared, size)) == NULL) {
         BIO_free(*a);
         *a = NULL;
         return 0;
