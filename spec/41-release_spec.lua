@@ -27,6 +27,15 @@ local function lua_modules()
   return modules
 end
 
+-- Every C source file of the core, sorted.
+local function c_sources()
+  local sources = {}
+  local list = assert(io.popen("ls src/*.c | sort"))
+  for path in list:lines() do sources[#sources + 1] = path end
+  list:close()
+  return sources
+end
+
 local VERSION = read("VERSION"):match("^(%S+)\n$")
 
 describe("the release", function()
@@ -41,11 +50,14 @@ describe("the release", function()
   end)
 
   for _, name in ipairs { "scm", VERSION } do
-    it("rockspec " .. name .. " installs every Lua module, needs LuaSocket, is MIT", function()
+    it("rockspec " .. name .. " builds every C file, installs every Lua module, needs LuaSocket, is MIT", function()
       local spec = load_rockspec("rockspec/lunatls-" .. name .. "-1.rockspec")
       for module, path in pairs(lua_modules()) do
         assert.are.equal(path, spec.build.modules[module], module)
       end
+      local listed = { table.unpack(spec.build.modules["lunatls.core"].sources) }
+      table.sort(listed)
+      assert.are.same(c_sources(), listed) -- a new src/*.c is built by luarocks too
       assert.are.same({ "lua >= 5.4", "luasocket" }, spec.dependencies)
       assert.are.equal("MIT", spec.description.license)
       assert.matches("MIT License", read("LICENSE"))
