@@ -133,8 +133,10 @@ M.ACCEPT_BACKOFF = { first = 0.01, max = 1 }
 -- to 1 s) and tries again: overload delays accepting, never ends it.
 -- @return a Transport, or nil, message, code ("timeout"; "closed" when the
 -- listener was closed; "syscall")
-function M.accept(listener, deadline, wait_socket)
+-- `wait_socket` and `sleep` (seconds) default to the scheduler's.
+function M.accept(listener, deadline, wait_socket, sleep)
   wait_socket = wait_socket or scheduler.wait_socket
+  sleep = sleep or scheduler.sleep
   listener:settimeout(0)
   local backoff = M.ACCEPT_BACKOFF.first
   while true do
@@ -146,7 +148,7 @@ function M.accept(listener, deadline, wait_socket)
       until_time = socket.gettime() + backoff
       if deadline and deadline < until_time then until_time = deadline end
       backoff = math.min(backoff * 2, M.ACCEPT_BACKOFF.max)
-      scheduler.sleep(until_time - socket.gettime())
+      sleep(math.max(0, until_time - socket.gettime()))
     elseif err ~= "timeout" then
       return nil, "accept: " .. err, "syscall"
     elseif not wait_socket(listener, "read", deadline) then
