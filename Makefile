@@ -17,7 +17,7 @@ BUSTED   = $(LUA) /usr/bin/busted
 
 # Debian packages: to build, to test, and the real TLS peers the tests use.
 PACKAGES = gcc make lua5.4 liblua5.4-dev libssl-dev lua-busted lua-socket \
-           luarocks openssl gnutls-bin curl ca-certificates
+           luarocks openssl gnutls-bin curl ca-certificates lua-cqueues lua-luv
 
 .PHONY: all deps demo test clean
 

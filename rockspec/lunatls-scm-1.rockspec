@@ -33,10 +33,13 @@ build = {
       libdirs = { "$(OPENSSL_LIBDIR)" },
     },
     ["lunatls"] = "lua/lunatls/init.lua",
+    ["lunatls.driver"] = "lua/lunatls/driver.lua",
     ["lunatls.stream"] = "lua/lunatls/stream.lua",
     ["lunatls.scheduler"] = "lua/lunatls/scheduler.lua",
     ["lunatls.transport.socket"] = "lua/lunatls/transport/socket.lua",
     ["lunatls.transport.memory"] = "lua/lunatls/transport/memory.lua",
     ["lunatls.transport.fd"] = "lua/lunatls/transport/fd.lua",
+    ["lunatls.transport.cqueues"] = "lua/lunatls/transport/cqueues.lua",
+    ["lunatls.transport.luv"] = "lua/lunatls/transport/luv.lua",
   },
 }
