@@ -104,10 +104,8 @@ print(("%d concurrent TLS connections per server process (handshake + 1 KiB echo
        .. "all held open)"):format(N))
 print(("%-22s %10s %10s %12s %12s %9s"):format("loop", "time s", "failed", "RSS held MiB",
   "peak MiB", "B/conn"))
-local results = {}
 for loop in options.loops:gmatch("[^,]+") do
   local r = hold(loop)
-  results[loop] = r
   print(("%-22s %10.2f %10d %12.1f %12.1f %9.0f"):format(backend_name(loop), r.seconds or -1,
     r.failures or -1, r.held / 1024, r.peak / 1024, r.per_conn))
 end

@@ -110,6 +110,38 @@ describe("issue 10", function()
     assert.matches("no such host: bad.example", outcomes.bad[1])
   end)
 
+  for _, backend in ipairs { "luv", "select" } do
+    it("out of descriptors (EMFILE), the server backs off and serves again afterwards ("
+       .. backend .. " backend)", function()
+      local process = require "helpers.process"
+      local server = process.spawn("ulimit -n 48 && LUNATLS_BACKEND=" .. backend
+        .. " exec lua5.4 spec/helpers/hold_server.lua scheduler")
+      finally(function() server:kill() end)
+      assert(server:wait_output("ready", 10), server:output())
+      local port = tonumber(server:output():match("ready (%d+)"))
+      local idle = {}
+      for i = 1, 80 do -- more than the server can hold
+        local sock = socket.tcp()
+        sock:settimeout(5)
+        assert(sock:connect("127.0.0.1", port))
+        idle[i] = sock
+      end
+      socket.sleep(0.5) -- the server has hit EMFILE by now, and backs off
+      assert(server:alive(), server:output())
+      for _, sock in ipairs(idle) do sock:close() end
+      local answer
+      run(20, function()
+        local stream = assert(tls.connect("127.0.0.1", port, client_ctx,
+          { server_name = "localhost", timeout = 10 }))
+        assert(stream:send("still here?\n"))
+        answer = stream:receive()
+        stream:close()
+      end)
+      assert.equal("still here?", answer)
+      assert(server:alive(), server:output())
+    end)
+  end
+
   it("a line longer than max_line fails with 'limit', in linear time", function()
     local client, server = pipe_pair({}, nil, { max_line = 4 * 1024 * 1024 })
     local result, elapsed

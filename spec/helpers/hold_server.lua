@@ -68,9 +68,13 @@ if loop == "scheduler" then
     while true do sched:sleep(0.5) collect() end
   end)
   sched:spawn(function()
-    while true do
-      local transport = socket_transport.accept(listener)
-      if transport then sched:spawn(handle, tls.wrap(transport, ctx)) end
+    while true do -- accept backs off by itself when out of descriptors
+      local transport, message = socket_transport.accept(listener)
+      if not transport then
+        io.stderr:write("accept stopped: ", message, "\n")
+        return
+      end
+      sched:spawn(handle, tls.wrap(transport, ctx))
     end
   end)
   sched:run()
