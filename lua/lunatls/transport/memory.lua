@@ -22,9 +22,10 @@ local DEFAULT_CAPACITY = 256 * 1024
 local Queue = {}
 Queue.__index = Queue
 
-local function new_queue(capacity)
+-- `both`: the key "any" waiters of the pipe wait on; `events`: how to wait.
+local function new_queue(capacity, both, events)
   return setmetatable({ chunks = {}, first = 1, last = 0, offset = 0, size = 0,
-                        capacity = capacity, eof = false }, Queue)
+                        capacity = capacity, eof = false, both = both, events = events }, Queue)
 end
 
 function Queue:push(data)
@@ -52,8 +53,9 @@ end
 
 -- Wakes who waits on the queue, and every "any" waiter of the pipe.
 local function notify(queue)
-  scheduler.notify(queue)
-  scheduler.notify(queue.both)
+  local events = queue.events
+  events.notify(queue)
+  events.notify(queue.both)
 end
 
 local End = {}
@@ -63,15 +65,21 @@ End.__name = "lunatls.transport.memory"
 --- Makes a connected pair of ends.
 -- @tparam[opt] table options `capacity` (bytes each direction holds before
 -- `send` takes fewer; default 256 KiB), `chunk` (the most bytes one `send`
--- or `receive` moves: 1 delivers a byte at a time; default unlimited)
+-- or `receive` moves: 1 delivers a byte at a time; default unlimited), and
+-- how the ends wait: `wait_event(key, deadline)`, `notify(key)`, `pause()`
+-- (default: the scheduler's)
 -- @return two transports
 function M.pipe(options)
   options = options or {}
   local capacity = options.capacity or DEFAULT_CAPACITY
-  local ab, ba = new_queue(capacity), new_queue(capacity)
+  local events = {
+    wait_event = options.wait_event or scheduler.wait_event,
+    notify = options.notify or scheduler.notify,
+    pause = options.pause or scheduler.pause,
+  }
   -- "any" waiters of both ends wait on one key, notified with every change
   local both = {}
-  ab.both, ba.both = both, both
+  local ab, ba = new_queue(capacity, both, events), new_queue(capacity, both, events)
   local a = setmetatable({ incoming = ba, outgoing = ab, chunk = options.chunk, both = both }, End)
   local b = setmetatable({ incoming = ab, outgoing = ba, chunk = options.chunk, both = both }, End)
   return a, b
@@ -117,13 +125,13 @@ function End:wait(what, deadline)
   local can_read = what ~= "write" and (incoming.size > 0 or incoming.eof)
   local can_write = what ~= "read" and (outgoing.size < outgoing.capacity or outgoing.eof)
   if can_read or can_write then
-    scheduler.pause()
+    incoming.events.pause()
     return true
   end
   if what == "any" then -- either queue moving wakes us
-    return scheduler.wait_event(self.both, deadline)
+    return incoming.events.wait_event(self.both, deadline)
   end
-  return scheduler.wait_event(what == "read" and incoming or outgoing, deadline)
+  return incoming.events.wait_event(what == "read" and incoming or outgoing, deadline)
 end
 
 --- Closes this end: the other end reads what was sent, then "closed"; its
