@@ -111,6 +111,7 @@ for loop in options.loops:gmatch("[^,]+") do
 end
 print()
 print("handshakes per second (connect + handshake + 1 KiB echo + close), and the server's CPU per handshake")
+print("(nF: n of them failed; the rate counts successful ones only)")
 io.write(("%-22s"):format("loop"))
 for _, c in ipairs(CONCURRENCY) do io.write(("%20s"):format(c .. " conc.")) end
 print()
@@ -119,8 +120,10 @@ for loop in options.loops:gmatch("[^,]+") do
   io.write(("%-22s"):format(backend_name(loop)))
   for _, c in ipairs(CONCURRENCY) do
     local x = r[c]
-    if x.rate then
+    if x.rate and x.failures == 0 then
       io.write(("%11.0f/s %4.0fus"):format(x.rate, x.cpu_us))
+    elseif x.rate then
+      io.write(("%6.0f/s %4.0fus %3dF"):format(x.rate, x.cpu_us, x.failures))
     else
       io.write(("%20s"):format("failed"))
       io.stderr:write(x.output, "\n")
