@@ -187,6 +187,39 @@ describe("scheduler", function()
     end)
   end
 
+  for _, backend in ipairs { "select", "luv" } do
+    it(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
+      local sched = scheduler.new { backend = backend }
+      local late, early, order = 0, 0, {}
+      local seed = 12345
+      for i = 1, 300 do
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        local delay = (seed % 300) / 1000
+        sched:spawn(function()
+          local deadline = gettime() + delay
+          -- half of them wait on an event that never comes, with the deadline
+          local result
+          if i % 2 == 0 then
+            result = { scheduler.wait_event({}, deadline) }
+          else
+            result = { sched:sleep(delay) }
+          end
+          local now = gettime()
+          if now < deadline - 0.002 then early = early + 1 end
+          if now > deadline + 0.15 then late = late + 1 end
+          order[#order + 1] = { deadline, result[2] }
+        end)
+      end
+      assert.is_true(sched:run(5))
+      assert.equal(300, #order)
+      assert.equal(0, early)
+      assert.equal(0, late)
+      for i = 2, #order do
+        assert.is_true(order[i][1] >= order[i - 1][1] - 0.02, "woken out of order at " .. i)
+      end
+    end)
+  end
+
   it("select backend: a descriptor over FD_SETSIZE fails that wait only", function()
     local sched = scheduler.new { backend = "select" }
     local big = { getfd = function() return 5000 end }

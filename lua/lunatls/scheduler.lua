@@ -267,7 +267,8 @@ end
 -- libuv allows one poll handle per descriptor: a handle exists while some
 -- task waits on its socket, and is closed as soon as none does (so a
 -- descriptor closed and reused never meets a stale handle). Deadlines are
--- libuv timers. Callbacks only mark tasks ready; tasks run outside uv.run.
+-- a heap under one libuv timer. Callbacks only mark tasks ready; tasks run
+-- outside uv.run.
 
 local LuvBackend = {}
 LuvBackend.__index = LuvBackend
@@ -281,7 +282,8 @@ function LuvBackend.new(sched)
     sched = sched, uv = uv,
     polls = {},        -- socket -> { handle =, fd =, events =, waiting = {co -> what} }
     by_fd = {},        -- fd -> the same entry
-    timers = 0,        -- live deadline timers
+    timers = 0,        -- live deadlines
+    heap = {},         -- deadlines (see add_deadline)
     tick = nil,        -- the timer bounding one uv.run (while running)
     fresh = {},        -- entries started or changed since the last uv.run
     scanned = gettime(),
@@ -344,16 +346,74 @@ local function entry_for(self, sock, fd)
   return entry
 end
 
+-- Deadlines: a binary min-heap of { deadline, co, live }, one libuv timer
+-- for the nearest (a timer per wait costs three luv calls per wait). A
+-- wait that ends first is marked dead and dropped when it reaches the top,
+-- or when dead entries outnumber live ones (the heap is rebuilt).
+
+local function heap_push(heap, item)
+  local i = #heap + 1
+  while i > 1 do
+    local parent = i // 2
+    if heap[parent].deadline <= item.deadline then break end
+    heap[i] = heap[parent]
+    i = parent
+  end
+  heap[i] = item
+end
+
+local function heap_pop(heap)
+  local top, n = heap[1], #heap
+  local last = heap[n]
+  heap[n] = nil
+  n = n - 1
+  if n == 0 then return top end
+  local i = 1
+  while true do
+    local child = 2 * i
+    if child > n then break end
+    if child < n and heap[child + 1].deadline < heap[child].deadline then child = child + 1 end
+    if last.deadline <= heap[child].deadline then break end
+    heap[i] = heap[child]
+    i = child
+  end
+  heap[i] = last
+  return top
+end
+
+local function add_deadline(self, co, wait)
+  local item = { deadline = wait.deadline, co = co, live = true }
+  wait.deadline_item = item
+  self.timers = self.timers + 1
+  local heap = self.heap
+  if #heap > 2 * self.timers + 1024 then -- mostly dead: rebuild
+    local live = {}
+    for _, entry in ipairs(heap) do
+      if entry.live then live[#live + 1] = entry end
+    end
+    heap = {}
+    for _, entry in ipairs(live) do heap_push(heap, entry) end
+    self.heap = heap
+  end
+  heap_push(heap, item)
+end
+
+-- Wakes the tasks whose deadline has passed; returns the nearest deadline
+-- still ahead, or nil.
+local function expire(self)
+  local heap, now = self.heap, gettime()
+  while heap[1] do
+    local top = heap[1]
+    if top.live and top.deadline > now then return top.deadline end
+    heap_pop(heap)
+    if top.live then wake(self.sched, top.co, nil, "timeout") end
+  end
+  return nil
+end
+
 function LuvBackend:watch(co, wait)
   local sched = self.sched
-  if wait.deadline then
-    local timer = self.uv.new_timer()
-    self.timers = self.timers + 1
-    wait.timer = timer
-    timer:start(math.max(0, math.ceil((wait.deadline - gettime()) * 1000)), 0, function()
-      wake(sched, co, nil, "timeout")
-    end)
-  end
+  if wait.deadline then add_deadline(self, co, wait) end
   local sock = wait.socket
   if not sock then return end
   local fd = sock:getfd()
@@ -365,11 +425,11 @@ function LuvBackend:watch(co, wait)
 end
 
 function LuvBackend:forget(co, wait)
-  local timer = wait.timer
-  if timer then
-    wait.timer = nil
+  local item = wait.deadline_item
+  if item then
+    wait.deadline_item = nil
+    item.live = false
     self.timers = self.timers - 1
-    timer:close()
   end
   local entry = wait.socket and self.polls[wait.socket]
   if entry and entry.waiting[co] then
@@ -397,19 +457,24 @@ function LuvBackend:poll(limit)
   for _, entry in ipairs(fresh) do
     if self.polls[entry.socket] == entry and entry.socket:getfd() ~= entry.fd then drop(self, entry) end
   end
+  local nearest = expire(self)
   if #sched.ready > 0 then
     uv.run("nowait")
+    expire(self)
     return
   end
   if next(self.polls) == nil and self.timers == 0 and not limit then
     error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
   end
+  local now = gettime()
   local wait = CLOSED_SCAN
-  if limit then wait = math.min(wait, math.max(0, limit - gettime())) end
+  if limit then wait = math.min(wait, math.max(0, limit - now)) end
+  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
   self.tick = self.tick or uv.new_timer()
   self.tick:start(math.ceil(wait * 1000), 0, function() end)
   uv.run("once")
   self.tick:stop()
+  expire(self)
 end
 
 -- The run is over: close the timer (a handle left open would outlive the
