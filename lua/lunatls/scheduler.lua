@@ -275,6 +275,8 @@ LuvBackend.__index = LuvBackend
 
 -- How often waits on sockets closed under a task are looked for (seconds).
 local CLOSED_SCAN = 0.5
+-- While tasks are ready to run, how often the sockets are looked at.
+local LOOK_EVERY = 0.001
 
 function LuvBackend.new(sched)
   local uv = M.luv()
@@ -286,6 +288,7 @@ function LuvBackend.new(sched)
     heap = {},         -- deadlines (see add_deadline)
     tick = nil,        -- the timer bounding one uv.run (while running)
     fresh = {},        -- entries started or changed since the last uv.run
+    looked = 0,        -- when uv.run last looked without waiting
     scanned = gettime(),
   }, LuvBackend)
 end
@@ -449,29 +452,46 @@ local function scan_closed(self)
   for _, entry in ipairs(closed) do drop(self, entry) end
 end
 
-function LuvBackend:poll(limit)
-  local sched, uv = self.sched, self.uv
-  if gettime() - self.scanned >= CLOSED_SCAN then scan_closed(self) end
+-- Entries started or changed since the last uv.run: libuv tells epoll
+-- about them at its next run, and aborts if a descriptor is closed by then.
+-- Runs right before every uv.run.
+local function check_fresh(self)
   local fresh = self.fresh
+  if #fresh == 0 then return end
   self.fresh = {}
   for _, entry in ipairs(fresh) do
     if self.polls[entry.socket] == entry and entry.socket:getfd() ~= entry.fd then drop(self, entry) end
   end
-  local nearest = expire(self)
+end
+
+function LuvBackend:poll(limit)
+  local sched, uv = self.sched, self.uv
+  local now = gettime()
+  if now - self.scanned >= CLOSED_SCAN then scan_closed(self) end
   if #sched.ready > 0 then
-    uv.run("nowait")
+    -- tasks are ready: look at the sockets without waiting, at most every
+    -- LOOK_EVERY seconds (each look is a system call)
+    if now - self.looked >= LOOK_EVERY then
+      self.looked = now
+      check_fresh(self)
+      uv.run("nowait")
+    end
     expire(self)
     return
   end
+  check_fresh(self)
+  local nearest = expire(self)
+  if #sched.ready > 0 then return end -- woken by the checks: no waiting
   if next(self.polls) == nil and self.timers == 0 and not limit then
     error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
   end
-  local now = gettime()
+  now = gettime()
   local wait = CLOSED_SCAN
   if limit then wait = math.min(wait, math.max(0, limit - now)) end
   if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
   self.tick = self.tick or uv.new_timer()
   self.tick:start(math.ceil(wait * 1000), 0, function() end)
+  self.looked = now
   uv.run("once")
   self.tick:stop()
   expire(self)
