@@ -194,8 +194,10 @@ describe("issue 10", function()
   end)
 
   it("defaults: a silent client gets the handshake deadline, and wrap takes the limits", function()
-    assert.equal(10, stream_module.defaults.handshake_timeout)
-    assert.equal(60, stream_module.defaults.idle_timeout)
+    if it_bulk ~= pending then -- (scaled under valgrind and gcstress: spec/helpers/robust.lua)
+      assert.equal(10, stream_module.defaults.handshake_timeout)
+      assert.equal(60, stream_module.defaults.idle_timeout)
+    end
     local listener, port = listen()
     finally(function() listener:close() end)
     local result, elapsed

@@ -86,10 +86,11 @@ end
 -- and then checks for a timeout and for a stream closed meanwhile.
 -- @return true, or nil, Failure (TIMEOUT or CLOSED)
 function Driver:wait(what, deadline)
-  if deadline and gettime() >= deadline then return nil, TIMEOUT end
+  local now = gettime()
+  if deadline and now >= deadline then return nil, TIMEOUT end
   local limit = deadline
   if self.idle_timeout then
-    local idle = gettime() + self.idle_timeout
+    local idle = now + self.idle_timeout
     if not limit or idle < limit then limit = idle end
   end
   self.moved = 0

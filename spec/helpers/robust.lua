@@ -34,3 +34,16 @@ if mode == "gcstress" then
   busted.subscribe({ "test", "end" }, full_collection)
   busted.subscribe({ "file", "end" }, full_collection)
 end
+
+-- Under memcheck or the gcstress collector everything runs 10 to 50 times
+-- slower: the stream's default time limits (set for real peers: a 10 s
+-- handshake, a 60 s idle wait, a 1 s close) would measure the tool, not
+-- the peer. They are scaled here; the module stays loaded (so scaled) for
+-- every spec file, as busted restores package.loaded to this state.
+local SLOWDOWN = { valgrind = 30, gcstress = 30 }
+if SLOWDOWN[mode] then
+  local defaults = require("lunatls.stream").defaults
+  for _, key in ipairs { "handshake_timeout", "idle_timeout", "close_timeout" } do
+    defaults[key] = defaults[key] * SLOWDOWN[mode]
+  end
+end
