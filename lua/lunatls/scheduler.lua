@@ -98,10 +98,27 @@ function M.luv()
   return loaded
 end
 
+-- luv handles being closed, kept reachable until libuv has finished
+-- closing them: luv 1.44 frees a collected handle at once, even one libuv
+-- still holds in its closing queue (under an aggressive collector that
+-- corrupted the loop's timers).
+local closing = {} -- luacheck: ignore (its references are the point)
+
+--- Closes a luv handle, keeping it alive until libuv is done with it.
+function M.close_handle(handle)
+  if handle:is_closing() then return end
+  closing[handle] = true
+  handle:close(function() closing[handle] = nil end)
+end
+
 --- The backend `new` uses when none is asked for: `"luv"` when the luv
 -- module loads, else `"select"`.
--- `LUNATLS_BACKEND=select` (or `luv`) in the environment overrides it.
+-- `LUNATLS_BACKEND=select` (or `luv`) in the environment, or setting
+-- `scheduler.DEFAULT_BACKEND`, overrides it.
+M.DEFAULT_BACKEND = nil
+
 function M.default_backend()
+  if M.DEFAULT_BACKEND then return M.DEFAULT_BACKEND end
   local chosen = os.getenv("LUNATLS_BACKEND")
   if chosen and chosen ~= "" then return chosen end
   return M.luv() and "luv" or "select"
@@ -299,7 +316,7 @@ local drop
 
 local function close_entry(self, entry)
   self.polls[entry.socket], self.by_fd[entry.fd] = nil, nil
-  if not entry.handle:is_closing() then entry.handle:close() end
+  M.close_handle(entry.handle)
 end
 
 -- Starts, changes or closes an entry's handle for what its waiters want.
@@ -501,7 +518,7 @@ end
 -- loop at exit).
 function LuvBackend:finish()
   if self.tick then
-    self.tick:close()
+    M.close_handle(self.tick)
     self.tick = nil
     self.uv.run("nowait") -- lets libuv finish closing
   end

@@ -25,6 +25,7 @@ local scheduler = require "lunatls.scheduler"
 local socket_transport = require "lunatls.transport.socket"
 
 local uv = assert(scheduler.luv())
+local close_handle = scheduler.close_handle
 local gettime = socket.gettime
 
 local M = {}
@@ -101,7 +102,7 @@ function Poller:wait(what, deadline)
     end)
   end
   local ok, err = coroutine.yield()
-  if timer then timer:close() end
+  if timer then close_handle(timer) end
   return ok, err
 end
 
@@ -112,13 +113,13 @@ function Poller:close()
   self.closed = true
   if self.handle then
     self.handle:stop()
-    self.handle:close()
+    close_handle(self.handle)
   end
   local waiting = self.waiting
   self.waiting = {}
   for co in pairs(waiting) do
     local timer = uv.new_timer() -- resumed from the loop, not from inside close
-    timer:start(0, 0, function() timer:close() resume(co, true) end)
+    timer:start(0, 0, function() close_handle(timer) resume(co, true) end)
   end
 end
 
@@ -126,7 +127,7 @@ end
 local function sleep(seconds)
   local co = coroutine.running()
   local timer = uv.new_timer()
-  timer:start(math.max(0, math.ceil(seconds * 1000)), 0, function() timer:close() resume(co) end)
+  timer:start(math.max(0, math.ceil(seconds * 1000)), 0, function() close_handle(timer) resume(co) end)
   coroutine.yield()
 end
 M.sleep = sleep
