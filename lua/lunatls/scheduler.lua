@@ -506,8 +506,13 @@ function LuvBackend:poll(limit)
   local wait = CLOSED_SCAN
   if limit then wait = math.min(wait, math.max(0, limit - now)) end
   if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
+  local ms = math.ceil(wait * 1000)
   self.tick = self.tick or uv.new_timer()
-  self.tick:start(math.ceil(wait * 1000), 0, function() end)
+  if not self.tick:start(ms, 0, function() end) then
+    -- an unusable timer would let uv.run wait forever: take a new one
+    self.tick = uv.new_timer()
+    self.tick:start(ms, 0, function() end)
+  end
   self.looked = now
   uv.run("once")
   self.tick:stop()
