@@ -1,5 +1,6 @@
---- A TLS echo server: one coroutine per client, all on the select-based
--- scheduler, every byte it receives sent straight back.
+--- A TLS echo server: one coroutine per client, all on the bundled
+-- scheduler (libuv's epoll when lua-luv is installed, select otherwise),
+-- every byte it receives sent straight back.
 --
 --     lua5.4 examples/echo_server.lua [port]          (after `make`; default 8443)
 --     openssl s_client -connect 127.0.0.1:8443 -CAfile spec/fixtures/ca.pem
@@ -45,17 +46,26 @@ end
 -- @tparam table opts `timeout` (seconds per operation, default 30),
 -- `transport` (function(t) -> t, to wrap each accepted transport),
 -- `on_done` (function(result, message, code), called per client)
+-- Out of descriptors or memory, accept backs off and retries by itself;
+-- the loop ends only when the listener is closed. A client's task that
+-- raises (a bug, a callback) is reported by the scheduler, which aborts its
+-- stream and goes on serving the others. The stream's defaults bound every
+-- client: handshake 10 s, idle 60 s, a line 1 MiB (docs/coroutines.md).
 function M.serve(sched, listener, ctx, opts)
   opts = opts or {}
   while true do
-    local transport, message = socket_transport.accept(listener)
-    if not transport then return message end -- the listener was closed
-    if opts.transport then transport = opts.transport(transport) end
-    local stream = tls.wrap(transport, ctx, { timeout = opts.timeout or 30 })
-    sched:spawn(function()
-      local result, why, code = M.handle(stream)
-      if opts.on_done then opts.on_done(result, why, code) end
-    end)
+    local transport, message, code = socket_transport.accept(listener)
+    if not transport then
+      if code == "closed" then return message end -- the listener was closed
+      sched:sleep(0.1) -- anything else: try again soon
+    else
+      if opts.transport then transport = opts.transport(transport) end
+      local stream = tls.wrap(transport, ctx, { timeout = opts.timeout or 30 })
+      sched:spawn(function()
+        local result, why, why_code = M.handle(stream)
+        if opts.on_done then opts.on_done(result, why, why_code) end
+      end)
+    end
   end
 end
 

@@ -16,12 +16,14 @@ packages_of() {
     demo) packages_of build ;;
     # the suite: busted and LuaSocket, the real peers (openssl, gnutls-cli
     # and gnutls-serv, curl), LuaSec for spec/40's differential programs,
-    # clang's libFuzzer for the fuzz smoke, gcc's ASan for make oom
+    # cqueues and luv for the event-loop transports and the scheduler's luv
+    # backend, clang's libFuzzer for the fuzz smoke, gcc's ASan for make oom
     test) packages_of build
           echo "lua-busted lua-socket openssl gnutls-bin curl ca-certificates lua-sec"
+          echo "lua-cqueues lua-luv"
           echo "clang libclang-rt-14-dev" ;;
     robust) packages_of test; echo "valgrind clang libclang-rt-14-dev" ;;
-    bench) packages_of build; echo "lua-socket lua-sec lua-cqueues lua-luaossl valgrind" ;;
+    bench) packages_of build; echo "lua-socket lua-sec lua-cqueues lua-luaossl lua-luv valgrind" ;;
     lint) echo "lua-check" ;;
     docs) echo "lua-ldoc" ;;
     dist) packages_of build; echo "git tar gzip zip luarocks lua-socket" ;;

@@ -13,12 +13,17 @@ local server_ctx = assert(tls.new_context {
 })
 local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.pem", alpn = { "echo" } })
 
+-- Seconds per call: 10, or 30 where memcheck or the gcstress collector
+-- slows everything down (the one-byte pipe tests then need it).
+local sanitizer = os.getenv("LUNATLS_SANITIZER")
+local CALL_TIMEOUT = (sanitizer == "valgrind" or sanitizer == "gcstress") and 30 or 10
+
 --- A connected client and server stream over a memory pipe.
 local function pair(pipe_opts, client_opts, server_opts)
   local a, b = memory.pipe(pipe_opts)
-  local copts = { server_name = "localhost", timeout = 10 }
+  local copts = { server_name = "localhost", timeout = CALL_TIMEOUT }
   for k, v in pairs(client_opts or {}) do copts[k] = v end
-  local sopts = { timeout = 10 }
+  local sopts = { timeout = CALL_TIMEOUT }
   for k, v in pairs(server_opts or {}) do sopts[k] = v end
   return tls.wrap(a, client_ctx, copts), tls.wrap(b, server_ctx, sopts), a, b
 end

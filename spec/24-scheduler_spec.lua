@@ -1,4 +1,5 @@
--- The select-based scheduler the examples and the tests run on.
+-- The scheduler the examples and the tests run on (luv backend when
+-- installed, select otherwise).
 
 local socket = require "socket"
 local scheduler = require "lunatls.scheduler"
@@ -122,22 +123,117 @@ describe("scheduler", function()
     assert.is_true(done)
   end)
 
-  it("raises a task's error with its traceback", function()
-    local sched = scheduler.new()
+  it("reports a task's error with its traceback and goes on with the others", function()
+    local reported = {}
+    local sched = scheduler.new { on_error = function(err) reported[#reported + 1] = err end }
+    local finished = false
     sched:spawn(function() error("boom in a task") end)
-    local ok, err = pcall(sched.run, sched)
-    assert.is_false(ok)
+    sched:spawn(function() sched:sleep(0.05) finished = true end)
+    local ok, err = sched:run(5)
+    assert.is_nil(ok)
+    assert.is_true(finished)
     assert.matches("boom in a task", err)
-    assert.matches("stack traceback", err)
+    assert.equal(1, #reported)
+    assert.matches("boom in a task", reported[1])
+    assert.matches("stack traceback", reported[1])
+    assert.is_true(sched:run()) -- reported once
   end)
 
-  it("raises an error object as it is", function()
-    local sched = scheduler.new()
+  it("reports an error object as it is", function()
+    local reported
+    local sched = scheduler.new { on_error = function(err) reported = err end }
     local object = setmetatable({}, { __tostring = function() return "an object" end })
     sched:spawn(function() error(object) end)
-    local ok, err = pcall(sched.run, sched)
-    assert.is_false(ok)
+    local ok, err = sched:run(5)
+    assert.is_nil(ok)
     assert.equal(object, err)
+    assert.equal(object, reported)
+  end)
+
+  it("aborts what a task that raised owned (its streams), and not what others own", function()
+    local sched = scheduler.new { on_error = function() end }
+    local mine, theirs = { aborted = 0 }, { aborted = 0 }
+    function mine:abort() self.aborted = self.aborted + 1 end
+    theirs.abort = mine.abort
+    sched:spawn(function() scheduler.own(mine) error("boom") end)
+    sched:spawn(function() scheduler.own(theirs) end)
+    sched:run(5)
+    assert.equal(1, mine.aborted)
+    assert.equal(0, theirs.aborted)
+  end)
+
+  for _, backend in ipairs { "select", "luv" } do
+    it(backend .. " backend: sockets, timeouts, sleeps and a closed socket", function()
+      local a, b = socket_pair()
+      finally(function() a:close() end)
+      local sched = scheduler.new { backend = backend }
+      local got = {}
+      sched:spawn(function()
+        got.timeout = { scheduler.wait_socket(b, "read", gettime() + 0.05) }
+        got.ready = { scheduler.wait_socket(b, "read", gettime() + 5) }
+        got.closed = { scheduler.wait_socket(b, "read") }
+      end)
+      sched:spawn(function()
+        sched:sleep(0.1)
+        a:send("x")
+        sched:sleep(0.1)
+        assert(b:receive(1))
+        b:close()
+      end)
+      assert.is_true(sched:run(5))
+      assert.same({ nil, "timeout" }, got.timeout)
+      assert.same({ true }, got.ready)
+      assert.same({ true }, got.closed)
+    end)
+  end
+
+  for _, backend in ipairs { "select", "luv" } do
+    it(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
+      local sched = scheduler.new { backend = backend }
+      local late, early, order = 0, 0, {}
+      local seed = 12345
+      for i = 1, 300 do
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        local delay = (seed % 300) / 1000
+        sched:spawn(function()
+          local deadline = gettime() + delay
+          -- half of them wait on an event that never comes, with the deadline
+          local result
+          if i % 2 == 0 then
+            result = { scheduler.wait_event({}, deadline) }
+          else
+            result = { sched:sleep(delay) }
+          end
+          local now = gettime()
+          if now < deadline - 0.002 then early = early + 1 end
+          if now > deadline + 0.15 then late = late + 1 end
+          order[#order + 1] = { deadline, result[2] }
+        end)
+      end
+      assert.is_true(sched:run(5))
+      assert.equal(300, #order)
+      assert.equal(0, early)
+      assert.equal(0, late)
+      if backend == "luv" then -- a heap: in deadline order (select wakes those due together in any order)
+        for i = 2, #order do
+          assert.is_true(order[i][1] >= order[i - 1][1] - 0.02, "woken out of order at " .. i)
+        end
+      end
+    end)
+  end
+
+  it("select backend: a descriptor over FD_SETSIZE fails that wait only", function()
+    local sched = scheduler.new { backend = "select" }
+    local big = { getfd = function() return 5000 end }
+    local result
+    sched:spawn(function() result = { scheduler.wait_socket(big, "read", gettime() + 5) } end)
+    assert.is_true(sched:run(5))
+    assert.same({ nil, "descriptor too large for select", "limit" }, result)
+  end)
+
+  it("refuses an unknown backend", function()
+    assert.has_error(function() scheduler.new { backend = "kqueue" } end,
+      "scheduler.new: unknown backend 'kqueue'")
   end)
 
   it("detects a deadlock: every task waits on an event no one can signal", function()

@@ -30,7 +30,7 @@ local API = {
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
                               "serial", "fingerprint", "pem", "public_key", "signature_algorithm" },
   ["lunatls.Session"] = { "export", "is_resumable", "protocol" },
-  ["lunatls.Stream"] = { "handshake", "send", "receive", "receive_some", "shutdown", "close",
+  ["lunatls.Stream"] = { "handshake", "send", "receive", "receive_some", "shutdown", "close", "abort",
                          "settimeout", "setdeadline", "dirty", "getfd", "failure", "version", "cipher",
                          "alpn_selected", "server_name", "peer_certificate", "peer_chain",
                          "verify_result", "session", "session_reused", "export_keying_material",

@@ -39,13 +39,21 @@ local function wrap_options(opts, default_name)
   return copy, use_fd
 end
 
--- The deadline of the TCP step: the same rules as a stream operation.
-local function step_deadline(opts)
+-- The deadline of the TCP step: the same rules as a stream operation; a
+-- connect also within the handshake's limit (default 10 s), so that a
+-- silent network cannot hold it forever. (Waiting for a client to accept
+-- has no default limit; its handshake has.)
+local function step_deadline(opts, is_connect)
   local socket = require "socket"
+  local now = socket.gettime()
   local deadline = opts.deadline
-  if opts.timeout then
-    local by_timeout = socket.gettime() + opts.timeout
-    if not deadline or by_timeout < deadline then deadline = by_timeout end
+  local limit = is_connect and opts.handshake_timeout
+  if is_connect and limit == nil then limit = stream_module().defaults.handshake_timeout end
+  for _, seconds in ipairs { opts.timeout or false, limit or false } do
+    if seconds then
+      local by_timeout = now + seconds
+      if not deadline or by_timeout < deadline then deadline = by_timeout end
+    end
   end
   return deadline
 end
@@ -79,7 +87,7 @@ end
 function M.connect(host, port, ctx, opts)
   local wrap_opts, use_fd = wrap_options(opts, host)
   local transport, message, code = require("lunatls.transport.socket").connect(
-    host, port, step_deadline(wrap_opts))
+    host, port, step_deadline(wrap_opts, true))
   if not transport then return nil, message, code end
   return secure(transport, ctx, wrap_opts, use_fd)
 end

@@ -15,6 +15,17 @@
 -- scheduler running the current coroutine. Outside one they block (sockets,
 -- sleep) or yield a plain value to whoever resumed the coroutine (events).
 --
+-- Two backends wait for the sockets: `"luv"` (libuv's epoll, no descriptor
+-- limit: the default when `luv` is installed) and `"select"` (LuaSocket's
+-- select, which cannot watch a descriptor >= FD_SETSIZE (1024): such a wait
+-- fails with `nil, "descriptor too large for select", "limit"`, and only
+-- that connection fails).
+--
+-- A task that raises does not stop the others: its error (with the task's
+-- traceback) goes to `on_error` (default: written to stderr), the streams it
+-- used are aborted, and the run goes on; `run` then returns `nil, first
+-- error` once every task has finished.
+--
 -- Times are absolute, on `socket.gettime()`'s clock.
 -- @module lunatls.scheduler
 
@@ -40,14 +51,91 @@ local event_waiters = setmetatable({}, { __mode = "k" })
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
+-- What a task's streams are (weak both ways): aborted when the task raises.
+local owned = setmetatable({}, { __mode = "k" })
+
+local function report_to_stderr(err)
+  io.stderr:write("lunatls.scheduler: a task failed: ", tostring(err), "\n")
+end
+
+local backends = {}
+
 --- Creates a scheduler.
+-- @tparam[opt] table opts `backend` (`"luv"` or `"select"`; default luv
+-- when installed), `on_error` (`function(err, co)`, called when a task
+-- raises; default: write it to stderr)
 -- @treturn Scheduler
-function M.new()
-  return setmetatable({
+function M.new(opts)
+  opts = opts or {}
+  local name = opts.backend or M.default_backend()
+  local backend = backends[name]
+  if not backend then error("scheduler.new: unknown backend '" .. tostring(name) .. "'", 2) end
+  local self = setmetatable({
     ready = {},   -- list of {co, ...values to resume with}
     waits = {},   -- co -> {socket =, what =, deadline =, event =}
     tasks = 0,    -- live tasks
+    on_error = opts.on_error or report_to_stderr,
+    first_error = nil, -- the first task error, for run's result
+    backend = nil,
   }, Scheduler)
+  self.backend = backend.new(self)
+  return self
+end
+
+-- The luv module, loaded once per Lua state and kept in the registry: luv
+-- 1.44 crashes when a second copy of the module (after package.loaded was
+-- reset, as busted does between files) is collected.
+local LUV_KEY = "lunatls.luv"
+
+--- The luv module (kept loaded for the life of the Lua state), or nil, err.
+function M.luv()
+  local registry = debug.getregistry()
+  local uv = registry[LUV_KEY]
+  if uv then return uv end
+  local ok, loaded = pcall(require, "luv")
+  if not ok then return nil, loaded end
+  registry[LUV_KEY] = loaded
+  return loaded
+end
+
+-- luv handles being closed, kept reachable until libuv has finished
+-- closing them: luv 1.44 frees a collected handle at once, even one libuv
+-- still holds in its closing queue (under an aggressive collector that
+-- corrupted the loop's timers).
+local closing = {} -- luacheck: ignore (its references are the point)
+
+--- Closes a luv handle, keeping it alive until libuv is done with it.
+function M.close_handle(handle)
+  if handle:is_closing() then return end
+  closing[handle] = true
+  handle:close(function() closing[handle] = nil end)
+end
+
+--- The backend `new` uses when none is asked for: `"luv"` when the luv
+-- module loads, else `"select"`.
+-- `LUNATLS_BACKEND=select` (or `luv`) in the environment, or setting
+-- `scheduler.DEFAULT_BACKEND`, overrides it.
+M.DEFAULT_BACKEND = nil
+
+function M.default_backend()
+  if M.DEFAULT_BACKEND then return M.DEFAULT_BACKEND end
+  local chosen = os.getenv("LUNATLS_BACKEND")
+  if chosen and chosen ~= "" then return chosen end
+  return M.luv() and "luv" or "select"
+end
+
+--- Registers `resource` (anything with `abort` or `close`) as used by the
+-- running task: if the task raises, the scheduler aborts it. Streams call
+-- this themselves. Outside a task: nothing.
+function M.own(resource)
+  local co = coroutine_running()
+  if not owner_of[co] then return end
+  local list = owned[co]
+  if not list then
+    list = setmetatable({}, { __mode = "k" })
+    owned[co] = list
+  end
+  list[resource] = true
 end
 
 --- The scheduler running the current coroutine, or nil.
@@ -71,6 +159,7 @@ local function wake(self, co, ...)
   local wait = self.waits[co]
   if not wait then return end
   self.waits[co] = nil
+  self.backend:forget(co, wait)
   if wait.event then
     local list = event_waiters[wait.event]
     if list then list[co] = nil end
@@ -78,14 +167,26 @@ local function wake(self, co, ...)
   self.ready[#self.ready + 1] = { co, n = select("#", ...), ... }
 end
 
--- Resumes one task; raises its error (with the task's traceback).
+-- A task raised: report, abort what it used, go on.
+local function task_failed(self, co, err)
+  if type(err) == "string" then err = debug.traceback(co, err) end -- objects: as they are
+  if self.first_error == nil then self.first_error = err end
+  local list = owned[co]
+  owned[co] = nil
+  for resource in pairs(list or {}) do
+    pcall(resource.abort or resource.close, resource)
+  end
+  local ok, report_err = pcall(self.on_error, err, co)
+  if not ok then report_to_stderr(report_err) end
+end
+
+-- Resumes one task; a task that raises is reported (task_failed).
 local function resume(self, entry)
   local co = entry[1]
   local ok, yielded = coroutine_resume(co, table.unpack(entry, 2, entry.n + 1))
   if not ok then
     self.tasks = self.tasks - 1
-    if type(yielded) ~= "string" then error(yielded, 0) end -- an error object: as is
-    error(debug.traceback(co, yielded), 0)
+    return task_failed(self, co, yielded)
   end
   if coroutine_status(co) == "dead" then
     self.tasks = self.tasks - 1
@@ -104,16 +205,34 @@ local function run_ready(self)
   end
 end
 
+-- ---- backend: select ----
+
+local SelectBackend = {}
+SelectBackend.__index = SelectBackend
+
+-- Descriptors select can watch: below FD_SETSIZE.
+local FD_SETSIZE = 1024
+
+function SelectBackend.new(sched)
+  return setmetatable({ sched = sched }, SelectBackend)
+end
+
+function SelectBackend.watch() end
+function SelectBackend.forget() end
+
 -- The select sets and the nearest deadline of the waiting tasks.
 local function collect_waits(self)
   local readers, writers, seen_r, seen_w = {}, {}, {}, {}
   local nearest, sockets = nil, 0
   for co, wait in pairs(self.waits) do
     local sock = wait.socket
-    if sock and sock:getfd() < 0 then
+    local fd = sock and sock:getfd()
+    if sock and fd < 0 then
       -- closed under the task's feet: select would skip it and never wake
       -- the task, which rather finds out by trying again
       wake(self, co, true)
+    elseif sock and fd >= FD_SETSIZE then
+      wake(self, co, nil, "descriptor too large for select", "limit")
     elseif sock then
       sockets = sockets + 1
       if wait.what ~= "write" and not seen_r[sock] then
@@ -134,7 +253,8 @@ end
 
 -- Waits in select (or sleeps) until a socket is ready or a deadline passes,
 -- then wakes the tasks concerned.
-local function poll(self, limit)
+function SelectBackend:poll(limit)
+  self = self.sched
   local readers, writers, nearest, sockets = collect_waits(self)
   if limit and (not nearest or limit < nearest) then nearest = limit end
   if #self.ready > 0 then nearest = gettime() end -- a task was woken: only look
@@ -159,17 +279,282 @@ local function poll(self, limit)
   end
 end
 
---- Runs the tasks until all have finished. An error in a task stops the
--- run and is raised here, with the task's traceback.
+-- ---- backend: luv (libuv: epoll, no FD_SETSIZE limit) ----
+
+-- libuv allows one poll handle per descriptor: a handle exists while some
+-- task waits on its socket, and is closed as soon as none does (so a
+-- descriptor closed and reused never meets a stale handle). Deadlines are
+-- a heap under one libuv timer. Callbacks only mark tasks ready; tasks run
+-- outside uv.run.
+
+local LuvBackend = {}
+LuvBackend.__index = LuvBackend
+
+-- How often waits on sockets closed under a task are looked for (seconds).
+local CLOSED_SCAN = 0.5
+-- While tasks are ready to run, how often the sockets are looked at.
+local LOOK_EVERY = 0.001
+
+function LuvBackend.new(sched)
+  local uv = M.luv()
+  return setmetatable({
+    sched = sched, uv = uv,
+    polls = {},        -- socket -> { handle =, fd =, events =, waiting = {co -> what} }
+    by_fd = {},        -- fd -> the same entry
+    timers = 0,        -- live deadlines
+    heap = {},         -- deadlines (see add_deadline)
+    tick = nil,        -- the timer bounding one uv.run (while running)
+    fresh = {},        -- entries started or changed since the last uv.run
+    looked = 0,        -- when uv.run last looked without waiting
+    scanned = gettime(),
+  }, LuvBackend)
+end
+
+local WANTS = { read = "r", write = "w", any = "rw" }
+
+local drop
+
+local function close_entry(self, entry)
+  self.polls[entry.socket], self.by_fd[entry.fd] = nil, nil
+  M.close_handle(entry.handle)
+end
+
+-- Starts, changes or closes an entry's handle for what its waiters want.
+local function update(self, entry)
+  if entry.socket:getfd() ~= entry.fd then return drop(self, entry) end
+  local r, w = false, false
+  for _, what in pairs(entry.waiting) do
+    if what ~= "write" then r = true end
+    if what ~= "read" then w = true end
+  end
+  local events = (r and "r" or "") .. (w and "w" or "")
+  if events == "" then return close_entry(self, entry) end
+  if events == entry.events then return end
+  entry.events = events
+  -- libuv tells epoll at its next run, and aborts if the descriptor is
+  -- closed by then: poll() looks at these entries first
+  self.fresh[#self.fresh + 1] = entry
+  entry.handle:start(events, function(err, ready)
+    local woken = {}
+    for co, what in pairs(entry.waiting) do
+      if err or (ready or ""):find(WANTS[what] == "rw" and "[rw]" or WANTS[what]) then
+        woken[#woken + 1] = co
+      end
+    end
+    for _, co in ipairs(woken) do wake(self.sched, co, true) end
+  end)
+end
+
+-- Wakes every task waiting on the entry (its socket went away).
+function drop(self, entry)
+  local waiting = {}
+  for co in pairs(entry.waiting) do waiting[#waiting + 1] = co end
+  for _, co in ipairs(waiting) do wake(self.sched, co, true) end
+  if self.polls[entry.socket] == entry then close_entry(self, entry) end
+end
+
+local function entry_for(self, sock, fd)
+  local entry = self.polls[sock]
+  if entry and entry.fd == fd then return entry end
+  if entry then drop(self, entry) end
+  local stale = self.by_fd[fd] -- another socket had this descriptor: closed since
+  if stale then drop(self, stale) end
+  local ok, handle = pcall(self.uv.new_socket_poll, fd)
+  if not ok or not handle then return nil, tostring(handle) end
+  entry = { handle = handle, fd = fd, socket = sock, events = "", waiting = {} }
+  self.polls[sock], self.by_fd[fd] = entry, entry
+  return entry
+end
+
+-- Deadlines: a binary min-heap of { deadline, co, live }, one libuv timer
+-- for the nearest (a timer per wait costs three luv calls per wait). A
+-- wait that ends first is marked dead and dropped when it reaches the top,
+-- or when dead entries outnumber live ones (the heap is rebuilt).
+
+local function heap_push(heap, item)
+  local i = #heap + 1
+  while i > 1 do
+    local parent = i // 2
+    if heap[parent].deadline <= item.deadline then break end
+    heap[i] = heap[parent]
+    i = parent
+  end
+  heap[i] = item
+end
+
+local function heap_pop(heap)
+  local top, n = heap[1], #heap
+  local last = heap[n]
+  heap[n] = nil
+  n = n - 1
+  if n == 0 then return top end
+  local i = 1
+  while true do
+    local child = 2 * i
+    if child > n then break end
+    if child < n and heap[child + 1].deadline < heap[child].deadline then child = child + 1 end
+    if last.deadline <= heap[child].deadline then break end
+    heap[i] = heap[child]
+    i = child
+  end
+  heap[i] = last
+  return top
+end
+
+local function add_deadline(self, co, wait)
+  local item = { deadline = wait.deadline, co = co, live = true }
+  wait.deadline_item = item
+  self.timers = self.timers + 1
+  local heap = self.heap
+  if #heap > 2 * self.timers + 1024 then -- mostly dead: rebuild
+    local live = {}
+    for _, entry in ipairs(heap) do
+      if entry.live then live[#live + 1] = entry end
+    end
+    heap = {}
+    for _, entry in ipairs(live) do heap_push(heap, entry) end
+    self.heap = heap
+  end
+  heap_push(heap, item)
+end
+
+-- Wakes the tasks whose deadline has passed; returns the nearest deadline
+-- still ahead, or nil.
+local function expire(self)
+  local heap, now = self.heap, gettime()
+  while heap[1] do
+    local top = heap[1]
+    if top.live and top.deadline > now then return top.deadline end
+    heap_pop(heap)
+    if top.live then wake(self.sched, top.co, nil, "timeout") end
+  end
+  return nil
+end
+
+function LuvBackend:watch(co, wait)
+  local sched = self.sched
+  if wait.deadline then add_deadline(self, co, wait) end
+  local sock = wait.socket
+  if not sock then return end
+  local fd = sock:getfd()
+  if fd < 0 then return wake(sched, co, true) end
+  local entry, err = entry_for(self, sock, fd)
+  if not entry then return wake(sched, co, nil, "poll: " .. err, "syscall") end
+  entry.waiting[co] = wait.what
+  update(self, entry)
+end
+
+function LuvBackend:forget(co, wait)
+  local item = wait.deadline_item
+  if item then
+    wait.deadline_item = nil
+    item.live = false
+    self.timers = self.timers - 1
+  end
+  local entry = wait.socket and self.polls[wait.socket]
+  if entry and entry.waiting[co] then
+    entry.waiting[co] = nil
+    update(self, entry)
+  end
+end
+
+-- Wakes the tasks waiting on sockets that were closed under them (libuv
+-- would never report those).
+local function scan_closed(self)
+  self.scanned = gettime()
+  local closed = {}
+  for sock, entry in pairs(self.polls) do
+    if sock:getfd() ~= entry.fd then closed[#closed + 1] = entry end
+  end
+  for _, entry in ipairs(closed) do drop(self, entry) end
+end
+
+-- Entries started or changed since the last uv.run: libuv tells epoll
+-- about them at its next run, and aborts if a descriptor is closed by then.
+-- Runs right before every uv.run.
+local function check_fresh(self)
+  local fresh = self.fresh
+  if #fresh == 0 then return end
+  self.fresh = {}
+  for _, entry in ipairs(fresh) do
+    if self.polls[entry.socket] == entry and entry.socket:getfd() ~= entry.fd then drop(self, entry) end
+  end
+end
+
+function LuvBackend:poll(limit)
+  local sched, uv = self.sched, self.uv
+  local now = gettime()
+  if now - self.scanned >= CLOSED_SCAN then scan_closed(self) end
+  if #sched.ready > 0 then
+    -- tasks are ready: look at the sockets without waiting, at most every
+    -- LOOK_EVERY seconds (each look is a system call)
+    if now - self.looked >= LOOK_EVERY then
+      self.looked = now
+      check_fresh(self)
+      uv.run("nowait")
+    end
+    expire(self)
+    return
+  end
+  check_fresh(self)
+  local nearest = expire(self)
+  if #sched.ready > 0 then return end -- woken by the checks: no waiting
+  if next(self.polls) == nil and self.timers == 0 and not limit then
+    error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
+  end
+  now = gettime()
+  local wait = CLOSED_SCAN
+  if limit then wait = math.min(wait, math.max(0, limit - now)) end
+  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
+  local ms = math.ceil(wait * 1000)
+  self.tick = self.tick or uv.new_timer()
+  if not self.tick:start(ms, 0, function() end) then
+    -- an unusable timer would let uv.run wait forever: take a new one
+    self.tick = uv.new_timer()
+    self.tick:start(ms, 0, function() end)
+  end
+  self.looked = now
+  uv.run("once")
+  self.tick:stop()
+  expire(self)
+end
+
+-- The run is over: close the timer (a handle left open would outlive the
+-- loop at exit).
+function LuvBackend:finish()
+  if self.tick then
+    M.close_handle(self.tick)
+    self.tick = nil
+    self.uv.run("nowait") -- lets libuv finish closing
+  end
+end
+
+function SelectBackend.finish() end
+
+backends.select = SelectBackend
+backends.luv = LuvBackend
+
+--- Runs the tasks until all have finished. A task that raises is reported
+-- to `on_error` and the others go on.
 -- @tparam[opt] number timeout give up after this many seconds: returns
 -- `nil, "timeout"` (the unfinished tasks stay, and a later `run` continues them)
--- @return true, or nil, "timeout"
+-- @return true; or nil, "timeout"; or nil, err: the first task error
+-- (after every task has finished)
 function Scheduler:run(timeout)
   local limit = timeout and gettime() + timeout
   while self.tasks > 0 do
-    poll(self, limit) -- only looks, without waiting, when tasks are ready
+    self.backend:poll(limit) -- only looks, without waiting, when tasks are ready
     run_ready(self)
-    if limit and gettime() >= limit and self.tasks > 0 then return nil, "timeout" end
+    if limit and gettime() >= limit and self.tasks > 0 then
+      self.backend:finish()
+      return nil, "timeout"
+    end
+  end
+  self.backend:finish()
+  if self.first_error ~= nil then
+    local err = self.first_error
+    self.first_error = nil
+    return nil, err
   end
   return true
 end
@@ -184,6 +569,7 @@ end
 local function suspend(self, wait)
   local co = coroutine_running()
   self.waits[co] = wait
+  self.backend:watch(co, wait)
   return coroutine_yield(WAIT)
 end
 

@@ -1,24 +1,28 @@
 --- A TLS stream over a transport: every call looks blocking inside a
 -- coroutine, and yields while it waits.
 --
--- Underneath, a driver calls the C core, moves bytes between the
--- connection's network end and the transport after *every* call (including
--- one that returned `"want_read"`), and on `"want_read"`/`"want_write"` waits
--- on the transport, which yields to the scheduler. See docs/coroutines.md.
+-- The driver (lunatls.driver) calls the C core, moves bytes and waits; this
+-- module adds LuaSocket's receive patterns, the writer's and the reader's
+-- turns, the limits a server needs against hostile peers, and the close
+-- policy. See docs/coroutines.md.
 --
 -- Results: success values as documented per method; every failure is
 -- `nil, message, code[, partial]` with `code` one of the core's codes
--- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`: the table is in
--- docs/api.md, "Statuses and error codes") or
+-- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`,
+-- `"callback"`: the table is in docs/api.md, "Statuses and error codes"),
 -- `"timeout"` (then the message is `"timeout"` too, and the stream stays
--- usable). The peer's close_notify ends reading only; a transport that stops
--- taking bytes ends writing only. Any other failure leaves the stream dead:
--- every later call returns the same failure.
+-- usable) or `"limit"` (a line or buffered input over its maximum). The
+-- peer's close_notify ends reading only; a transport that stops taking bytes
+-- ends writing only. Any other failure leaves the stream dead: every later
+-- call returns the same failure.
 -- @module lunatls.stream
 
 local socket = require "socket"
+local driver = require "lunatls.driver"
+local scheduler = require "lunatls.scheduler"
 
 local gettime = socket.gettime
+local TIMEOUT, CLOSED = driver.TIMEOUT, driver.CLOSED
 
 local M = {}
 
@@ -26,202 +30,69 @@ local M = {}
 -- short has committed the whole piece (OpenSSL then holds the record, and the
 -- retry must offer the same bytes).
 local CHUNK = 16384
--- Largest read from the transport in one call.
-local READ_MAX = 64 * 1024
--- How long close() tries to deliver close_notify, at most (seconds).
-local CLOSE_TIMEOUT = 1
+
+--- The limits against hostile peers, and their defaults (docs/coroutines.md
+-- has the table). `false` turns a limit off.
+M.defaults = {
+  handshake_timeout = 10,      -- seconds for the whole handshake
+  idle_timeout = 60,           -- seconds one wait may last without progress
+  close_timeout = 1,           -- seconds close() tries to deliver and linger
+  max_line = 1024 * 1024,      -- bytes in one line ("*l", "*L")
+  max_input = 16 * 1024 * 1024, -- bytes buffered by "*a" or ahead of the reader
+}
 
 local CONN_OPTIONS = { server_name = true, session = true, alpn = true, buffer_size = true }
-local STREAM_OPTIONS = { timeout = true, deadline = true, close_timeout = true }
+local STREAM_OPTIONS = { timeout = true, deadline = true, close_timeout = true,
+                         handshake_timeout = true, idle_timeout = true, max_line = true,
+                         max_input = true }
 
 local Stream = {}
 Stream.__index = Stream
 Stream.__name = "lunatls.Stream"
 
-local TIMEOUT = "timeout"
-
 -- ---- state ----
 
-local function check_open(self)
-  if self.closed then error("attempt to use a closed lunatls.Stream", 3) end
+local function check_open(self, level)
+  if self.closed then error("attempt to use a closed lunatls.Stream", (level or 2) + 1) end
 end
 
--- Records a fatal failure: the stream is dead, and says so from now on.
-local function die(self, message, code)
-  if not self.dead then self.dead = { message, code } end
-  return nil, message, code
+--- Records a fatal failure: the stream is dead, and says so from now on.
+local function die(self, failure)
+  if not self.dead then self.dead = failure end
+  return failure:unpack()
 end
 
-local function dead_result(self)
-  return nil, self.dead[1], self.dead[2]
+--- Turns a driver failure into the stream's answer: a timeout leaves it
+-- usable, so does a transport that stopped taking bytes (reading may go
+-- on) and a close by another coroutine; anything else kills it.
+local function fail(self, failure)
+  if failure == TIMEOUT or failure == CLOSED or failure == self.driver.write_error then
+    return failure:unpack()
+  end
+  return die(self, failure)
+end
+
+local function min_time(a, b)
+  if not a then return b end
+  if not b then return a end
+  return a < b and a or b
 end
 
 --- The deadline of an operation starting now: the per-call timeout, or the
 -- stream's deadline, whichever comes first.
 local function op_deadline(self)
-  local deadline = self.deadline
-  if self.timeout then
-    local by_timeout = gettime() + self.timeout
-    if not deadline or by_timeout < deadline then deadline = by_timeout end
-  end
-  return deadline
+  return min_time(self.deadline, self.timeout and gettime() + self.timeout)
 end
 
--- ---- moving bytes (BIO mode) ----
-
--- A transport that fails to send ends the writing direction only: what the
--- peer sent before can still be read (as a TCP socket after EPIPE). The
--- failure is kept in `self.write_error` and reported by every later write.
-local function write_failure(self)
-  return nil, self.write_error[1], self.write_error[2]
-end
-
---- Moves what the connection wrote to its network end into `self.out`, then
--- as much of `self.out` as the transport takes now. Never waits (unless the
--- transport itself yields until the deadline, see docs/transports.md).
-local function push(self, deadline)
-  local net = self.net
-  if not net then return true end
-  local data = net:read()
-  if self.write_error then return write_failure(self) end -- nowhere to go: dropped
-  if data then
-    self.out = self.out == "" and data or self.out .. data
+-- A limit option: a positive number, or false (off); nil takes the default.
+local function limit_option(opts, key)
+  local value = opts[key]
+  if value == nil then return M.defaults[key] or nil end
+  if value == false then return nil end
+  if type(value) ~= "number" or value <= 0 then
+    error(("wrap: option '%s' must be a positive number or false"):format(key), 3)
   end
-  if self.out == "" then return true end
-  -- A transport whose send yields (copas) may be inside a send for another
-  -- coroutine: that one sends these bytes too, after its own. Two sends at
-  -- once would send the same bytes twice.
-  if self.sending then return true end
-  self.sending = true
-  local n, message, code = self.transport:send(self.out, deadline)
-  self.sending = false
-  if not n then
-    self.write_error, self.out = { message, code or "eof" }, ""
-    return write_failure(self)
-  end
-  if n > 0 then self.out = self.out:sub(n + 1) end
-  return true
-end
-
---- Pushes until everything the connection wrote is in the transport,
--- waiting for the transport to take it.
-local function flush(self, deadline)
-  if not self.net then return true end
-  while true do
-    local ok, message, code = push(self, deadline)
-    if not ok then return nil, message, code end
-    if self.out == "" and self.net:pending() == 0 then return true end
-    if self.out ~= "" then
-      self.flushing = self.flushing + 1
-      local ready = self.transport:wait("write", deadline)
-      self.flushing = self.flushing - 1
-      if not ready then return nil, TIMEOUT, TIMEOUT end
-      if self.closed then return nil, "closed", "closed" end -- by another coroutine
-    end
-  end
-end
-
---- Feeds the connection bytes from the transport, or waits once for some to
--- arrive: the caller then asks the connection again (another coroutine may
--- have given it what it needed meanwhile, e.g. finished the handshake).
--- What the network end cannot take yet waits in `self.carry`.
-local function fill(self, deadline)
-  local net = self.net
-  if self.carry ~= "" then
-    local n = net:write(self.carry)
-    self.carry = self.carry:sub(n + 1)
-    return true
-  end
-  if self.eof_in then
-    -- the transport ended and the connection still wants bytes
-    return die(self, "read: unexpected eof: the transport ended", "eof")
-  end
-  if self.receiving then
-    -- another coroutine is inside a receive that yields (copas): let it be
-    local ready = self.transport:wait("read", deadline)
-    if not ready then return nil, TIMEOUT, TIMEOUT end
-    return true
-  end
-  self.receiving = true
-  local data, status, code = self.transport:receive(READ_MAX, deadline)
-  self.receiving = false
-  if data then
-    local n = net:write(data)
-    if n < #data then self.carry = data:sub(n + 1) end
-  elseif status == "closed" then
-    self.eof_in = true
-    net:shutdown_write() -- the connection sees end of stream
-  elseif status ~= "want_read" then
-    return die(self, status, code or "syscall")
-  else
-    local ready = self.transport:wait("read", deadline)
-    if not ready then return nil, TIMEOUT, TIMEOUT end
-    if self.closed then return nil, "closed", "closed" end -- by another coroutine
-  end
-  return true
-end
-
--- ---- the driver ----
-
---- Is another coroutine pushing this stream's bytes out (sending, waiting to
--- flush, or holding the writer's turn)? Then it will push ours too.
-local function others_flush(self)
-  local writer = self.writer
-  return self.flushing > 0 or self.sending or (writer ~= nil and writer ~= coroutine.running())
-end
-
---- Waits as the connection asked (`want`: "want_read" or "want_write").
-local function await(self, want, deadline)
-  if not self.net then -- fd mode: OpenSSL does the I/O, we only wait
-    local ready = self.transport:wait(want == "want_read" and "read" or "write", deadline)
-    if not ready then return nil, TIMEOUT, TIMEOUT end
-    if self.closed then return nil, "closed", "closed" end -- by another coroutine
-    return true
-  end
-  if want == "want_write" then return flush(self, deadline) end
-  -- Before waiting for the peer, make sure it has what we wrote: it may be
-  -- waiting for that. When another coroutine is sending or waiting to flush
-  -- (full duplex), it will push it all; this one reads meanwhile (waiting
-  -- to write here could deadlock with a peer that waits for us to read).
-  if self.out ~= "" and not others_flush(self) then
-    local ok, message, code = flush(self, deadline)
-    if not ok then return nil, message, code end
-  end
-  return fill(self, deadline)
-end
-
---- Calls `conn[method](conn, arg)` until it stops asking for I/O, moving
--- bytes after every call and waiting as asked. `status_first`: the method
--- returns its status word first (do_handshake, shutdown) rather than after a
--- nil (read, write). Returns what the last call returned, or nil, message,
--- code when moving bytes or waiting failed.
-local function drive(self, deadline, method, status_first, arg)
-  local conn = self.conn
-  while true do
-    local a, b, c = conn[method](conn, arg)
-    local pushed, message, code = push(self, deadline)
-    local want
-    if status_first then want = a elseif a == nil then want = b end
-    if want ~= "want_read" and want ~= "want_write" then
-      return a, b, c -- a result (a failed push is the next write's business)
-    end
-    if want == "want_write" and not pushed then return nil, message, code end
-    local ok
-    ok, message, code = await(self, want, deadline)
-    if not ok then return nil, message, code end
-  end
-end
-
---- Turns a failure into the stream's answer: a timeout leaves it usable, so
--- does a transport that stopped taking bytes (reading may go on); anything
--- else kills it.
-local function failure(self, message, code)
-  if code == TIMEOUT then return nil, TIMEOUT, TIMEOUT end
-  local write_error = self.write_error
-  if write_error and message == write_error[1] and code == write_error[2] then
-    return nil, message, code
-  end
-  return die(self, message, code)
+  return value
 end
 
 -- ---- construction ----
@@ -231,10 +102,13 @@ end
 -- @param ctx a `lunatls.Context`
 -- @tparam[opt] table opts connection options (`server_name`, `session`,
 -- `alpn`, `buffer_size`) and stream options: `timeout` (seconds per call),
--- `deadline` (absolute time, `socket.gettime()` clock, for every call),
--- `close_timeout` (how long `close` tries to deliver close_notify, default 1)
+-- `deadline` (absolute time, `socket.gettime()` clock, for every call), and
+-- the limits of `M.defaults`
 -- @treturn Stream
 function M.wrap(transport, ctx, opts)
+  if type(transport) ~= "table" or type(transport.wait) ~= "function" then
+    error("wrap: bad argument #1 (a transport expected: see docs/transports.md)", 2)
+  end
   opts = opts or {}
   local conn_opts = {}
   for key, value in pairs(opts) do
@@ -248,36 +122,51 @@ function M.wrap(transport, ctx, opts)
   local conn = ctx:new_conn(conn_opts)
   return setmetatable({
     conn = conn,
+    driver = driver.new(conn, transport, limit_option(opts, "idle_timeout")),
     transport = transport,
-    net = transport.fd == nil and conn:bio() or nil,
-    out = "",       -- TLS bytes taken from the network end, not yet sent
-    carry = "",     -- TLS bytes received, not yet taken by the network end
-    inbuf = "",     -- plaintext received, not yet returned
-    flushing = 0,   -- coroutines waiting to flush
-    retry = nil,    -- plaintext OpenSSL holds half written: the next write's bytes
+    inbuf = "",               -- plaintext received, not yet returned
+    retry = nil,              -- plaintext OpenSSL holds half written
+    reader = nil,             -- the coroutine receiving now
     timeout = opts.timeout,
     deadline = opts.deadline,
-    close_timeout = opts.close_timeout or CLOSE_TIMEOUT,
+    close_timeout = limit_option(opts, "close_timeout") or 0,
+    handshake_timeout = limit_option(opts, "handshake_timeout"),
+    handshake_deadline = nil, -- set when the handshake starts
+    max_line = limit_option(opts, "max_line") or math.huge,
+    max_input = limit_option(opts, "max_input") or math.huge,
+    handshaken = false,
+    handshake_flushed = false,
+    peer_closed = false,      -- the peer's close_notify has arrived
+    sent_close = false,       -- our close_notify has gone out
+    dead = nil,               -- the Failure that killed the stream
+    closed = false,
   }, Stream)
 end
 
--- ---- operations ----
+-- ---- the handshake ----
 
 --- Runs the handshake until done; every operation starts with it.
 local function handshake(self, deadline)
+  scheduler.own(self)
   if not self.handshaken then
-    local status, message, code = drive(self, deadline, "do_handshake", true)
-    if status ~= "done" then return failure(self, message, code) end
+    if self.handshake_timeout and not self.handshake_deadline then
+      self.handshake_deadline = gettime() + self.handshake_timeout
+    end
+    deadline = min_time(deadline, self.handshake_deadline)
+    local status, message, code = self.driver:drive(deadline, "do_handshake", true)
+    if status ~= "done" then
+      return fail(self, driver.is_failure(message) and message or driver.failure(message, code))
+    end
     self.handshaken = true
   end
-  -- The last flight (a client's Finished) must reach the peer: once, and
-  -- not by this coroutine when another is flushing already (that one may be
-  -- pushing application data the peer will only take when we read). A
-  -- transport that no longer takes bytes does not undo the handshake: the
-  -- next write reports it, and reading goes on.
-  if not self.handshake_flushed and not others_flush(self) then
-    local ok, message, code = flush(self, deadline)
-    if not ok and not self.write_error then return failure(self, message, code) end
+  -- The last flight (a client's Finished, a server's tickets) should reach
+  -- the peer: once, and not by this coroutine when another is flushing
+  -- already. Bytes the peer sends meanwhile are kept, so that a peer that
+  -- sends before it reads cannot deadlock us. A transport that no longer
+  -- takes bytes does not undo the handshake: the next write reports it.
+  if not self.handshake_flushed and not self.driver:others_flush() then
+    local ok, failure = self.driver:flush_reading(deadline, self.max_input)
+    if not ok and failure ~= self.driver.write_error then return fail(self, failure) end
     self.handshake_flushed = true
   end
   return true
@@ -299,23 +188,30 @@ end
 -- @return true, or nil, message, code
 function Stream:handshake()
   check_open(self)
-  if self.dead then return dead_result(self) end
+  if self.dead then return self.dead:unpack() end
   return handshake(self, op_deadline(self))
+end
+
+-- ---- writing ----
+
+--- A conn:write result that is not a count: the failure it stands for.
+local function write_failure(message, code)
+  if driver.is_failure(message) then return message end
+  if message == "closed" and code == nil then return driver.failure("send: closed", "closed") end
+  return driver.failure(message, code)
 end
 
 --- Gives OpenSSL the write it holds half done (if any), until it has taken
 -- it, then flushes.
 local function finish_write(self, deadline)
+  local drv = self.driver
   while self.retry do
-    local n, message, code = drive(self, deadline, "write", false, self.retry)
-    if not n then
-      if message == "closed" and code == nil then message, code = "send: closed", "closed" end
-      return failure(self, message, code)
-    end
+    local n, message, code = drv:drive(deadline, "write", false, self.retry)
+    if not n then return fail(self, write_failure(message, code)) end
     self.retry = n < #self.retry and self.retry:sub(n + 1) or nil
   end
-  local ok, message, code = flush(self, deadline)
-  if not ok then return failure(self, message, code) end
+  local ok, failure = drv:flush(deadline)
+  if not ok then return fail(self, failure) end
   return true
 end
 
@@ -323,20 +219,18 @@ end
 -- that finds another one writing waits for its turn, so that each send goes
 -- out whole and OpenSSL's pending write (`self.retry`) belongs to one call.
 local function as_writer(self, deadline, fn, ...)
-  local me = coroutine.running()
+  local drv, me = self.driver, coroutine.running()
   -- A writer that died (raised, or was closed with coroutine.close) holds
   -- no turn; one abandoned while suspended holds it for good, so the wait
   -- keeps to the deadline even when the transport is ready at once.
-  while self.writer and self.writer ~= me and coroutine.status(self.writer) ~= "dead" do
-    if deadline and gettime() >= deadline then return nil, TIMEOUT, TIMEOUT end
-    local ready = self.transport:wait("write", deadline) -- lets the writer run
-    if not ready then return nil, TIMEOUT, TIMEOUT end
-    if self.closed then return nil, "closed", "closed" end
+  while drv.writer and drv.writer ~= me and coroutine.status(drv.writer) ~= "dead" do
+    local ok, failure = drv:wait("write", deadline) -- lets the writer run
+    if not ok then return failure:unpack() end
   end
-  local outer = self.writer
-  self.writer = me
+  local outer = drv.writer
+  drv.writer = me
   local results = table.pack(fn(self, deadline, ...))
-  self.writer = outer
+  drv.writer = outer
   return table.unpack(results, 1, results.n)
 end
 
@@ -354,12 +248,15 @@ local function send_span(self, deadline, data, i, j)
   local ok, message, code = handshake(self, deadline)
   if ok then ok, message, code = finish_write(self, deadline) end
   if not ok then return nil, message, code, i - 1 end
-  local pos = i
+  local pos, drv = i, self.driver
   while pos <= j do
     local last = math.min(pos + CHUNK - 1, j)
     -- room first, so the record goes into the network end whole
-    ok, message, code = flush(self, deadline)
-    if not ok then return nil, message, code, pos - 1 end
+    local flushed, failure = drv:flush(deadline)
+    if not flushed then
+      local _, m, c = fail(self, failure)
+      return nil, m, c, pos - 1
+    end
     self.retry = data:sub(pos, last) -- from here on, the stream owes these bytes
     pos = last + 1
     ok, message, code = finish_write(self, deadline)
@@ -376,38 +273,64 @@ end
 -- Coroutines sending at once take turns: each send goes out whole.
 function Stream:send(data, i, j)
   check_open(self)
+  if type(data) ~= "string" then
+    error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
+  end
   i, j = span(data, i, j)
-  if self.dead then return nil, self.dead[1], self.dead[2], i - 1 end
+  if self.dead then return nil, self.dead.message, self.dead.code, i - 1 end
+  scheduler.own(self)
   local last, message, code, sent = as_writer(self, op_deadline(self), send_span, data, i, j)
   if last == nil and sent == nil then sent = i - 1 end
   return last, message, code, sent
 end
 
+-- ---- reading ----
+
 --- Reads what the connection has (at most `max` bytes), waiting for some.
 -- @return data, or nil, message, code ("closed" after close_notify)
 local function read_core(self, deadline, max)
   if self.peer_closed then return nil, "closed", "closed" end
-  if self.dead then return dead_result(self) end
+  if self.dead then return self.dead:unpack() end
   if not self.handshaken then
     local ok, message, code = handshake(self, deadline)
     if not ok then return nil, message, code end
   end
-  local data, message, code = drive(self, deadline, "read", false, max)
+  local data, message, code = self.driver:drive(deadline, "read", false, max)
   if data then return data end
   if message == "closed" and code == nil then
     self.peer_closed = true
     return nil, "closed", "closed"
   end
-  return failure(self, message, code)
+  return fail(self, driver.is_failure(message) and message or driver.failure(message, code))
+end
+
+--- Runs `fn(self, ...)` as the stream's only reader: a second coroutine
+-- receiving at the same time is a mistake (both would get parts of the same
+-- bytes), and raises.
+local function as_reader(self, fn, ...)
+  local me, reader = coroutine.running(), self.reader
+  if reader and reader ~= me and coroutine.status(reader) ~= "dead" then
+    error("receive: another coroutine is receiving from this stream (receive from one at a time)", 3)
+  end
+  self.reader = me
+  local results = table.pack(fn(self, ...))
+  self.reader = reader ~= me and nil or reader
+  return table.unpack(results, 1, results.n)
 end
 
 --- A failed receive: the bytes gathered stay buffered after a timeout (the
 -- next receive returns them), and are handed over (`partial`) otherwise.
 local function receive_failure(self, message, code)
-  if code == TIMEOUT then return nil, TIMEOUT, TIMEOUT end
+  if code == "timeout" then return nil, message, code end
   local partial = self.inbuf
   self.inbuf = ""
   return nil, message, code, partial
+end
+
+--- Over a limit: the stream is dead (the peer broke the protocol's rules).
+local function over_limit(self, what)
+  local _, message, code = die(self, driver.failure("receive: " .. what, "limit"))
+  return receive_failure(self, message, code)
 end
 
 local function receive_count(self, deadline, count)
@@ -426,25 +349,38 @@ local function receive_count(self, deadline, count)
   return all:sub(1, count)
 end
 
+--- A line: the chunks gathered are searched once each (linear time), and
+-- the line may be at most `max_line` bytes.
 local function receive_line(self, deadline, keep_end)
-  local from = 1
+  local parts, have, chunk = {}, 0, self.inbuf
+  self.inbuf = ""
   while true do
-    local eol = self.inbuf:find("\n", from, true)
+    local eol = chunk:find("\n", 1, true)
     if eol then
-      local line = self.inbuf:sub(1, eol)
-      self.inbuf = self.inbuf:sub(eol + 1)
+      parts[#parts + 1] = chunk:sub(1, eol)
+      self.inbuf = chunk:sub(eol + 1)
+      if have + eol > self.max_line then return over_limit(self, "line longer than max_line") end
+      local line = table.concat(parts)
       if keep_end then return line end
       return (line:gsub("\r?\n$", ""):gsub("\r", ""))
     end
-    from = #self.inbuf + 1
-    local data, message, code = read_core(self, deadline, CHUNK)
-    if not data then return receive_failure(self, message, code) end
-    self.inbuf = self.inbuf .. data
+    parts[#parts + 1] = chunk
+    have = have + #chunk
+    if have > self.max_line then
+      self.inbuf = table.concat(parts)
+      return over_limit(self, "line longer than max_line")
+    end
+    local message, code
+    chunk, message, code = read_core(self, deadline, CHUNK)
+    if not chunk then
+      self.inbuf = table.concat(parts)
+      return receive_failure(self, message, code)
+    end
   end
 end
 
 local function receive_all(self, deadline)
-  local parts = { self.inbuf }
+  local parts, have = { self.inbuf }, #self.inbuf
   while true do
     local data, message, code = read_core(self, deadline, CHUNK)
     if not data then
@@ -457,8 +393,26 @@ local function receive_all(self, deadline)
       return receive_failure(self, message, code)
     end
     parts[#parts + 1] = data
+    have = have + #data
+    if have > self.max_input then
+      self.inbuf = table.concat(parts)
+      return over_limit(self, "input longer than max_input")
+    end
   end
 end
+
+local function receive_pattern(self, pattern, deadline)
+  if type(pattern) == "number" then
+    return receive_count(self, deadline, pattern)
+  elseif pattern == "*l" or pattern == "l" then
+    return receive_line(self, deadline, false)
+  elseif pattern == "*L" or pattern == "L" then
+    return receive_line(self, deadline, true)
+  end
+  return receive_all(self, deadline)
+end
+
+local PATTERNS = { ["*l"] = true, l = true, ["*L"] = true, L = true, ["*a"] = true, a = true }
 
 --- Receives, as LuaSocket's `receive`: `"*l"` (default; a line without its
 -- end of line, CRs removed), `"*L"` (a line with its end of line), `"*a"`
@@ -470,31 +424,19 @@ end
 function Stream:receive(pattern, prefix)
   check_open(self)
   pattern = pattern or "*l"
-  local deadline = op_deadline(self)
-  local data, message, code, partial
   if type(pattern) == "number" then
     if pattern < 0 or pattern % 1 ~= 0 then error("receive: bad byte count", 2) end
-    data, message, code, partial = receive_count(self, deadline, pattern)
-  elseif pattern == "*l" or pattern == "l" then
-    data, message, code, partial = receive_line(self, deadline, false)
-  elseif pattern == "*L" or pattern == "L" then
-    data, message, code, partial = receive_line(self, deadline, true)
-  elseif pattern == "*a" or pattern == "a" then
-    data, message, code, partial = receive_all(self, deadline)
-  else
+  elseif not PATTERNS[pattern] then
     error("receive: invalid pattern " .. tostring(pattern), 2)
   end
+  scheduler.own(self)
+  local data, message, code, partial = as_reader(self, receive_pattern, pattern, op_deadline(self))
   if data and prefix then data = prefix .. data end
   if not data and prefix and partial then partial = prefix .. partial end
   return data, message, code, partial
 end
 
---- Receives whatever has arrived: between 1 and `max` (default 16384) bytes,
--- waiting only while there is nothing.
--- @return data, or nil, message, code
-function Stream:receive_some(max)
-  check_open(self)
-  max = max or CHUNK
+local function receive_some(self, max)
   if #self.inbuf > 0 then
     local data = self.inbuf:sub(1, max)
     self.inbuf = self.inbuf:sub(max + 1)
@@ -505,25 +447,37 @@ function Stream:receive_some(max)
   return data
 end
 
+--- Receives whatever has arrived: between 1 and `max` (default 16384) bytes,
+-- waiting only while there is nothing.
+-- @return data, or nil, message, code
+function Stream:receive_some(max)
+  check_open(self)
+  scheduler.own(self)
+  return as_reader(self, receive_some, max or CHUNK)
+end
+
+-- ---- closing ----
+
 --- Sends close_notify (once), flushed to the transport.
 local function send_close_notify(self, deadline)
   local ok, message, code = finish_write(self, deadline)
   if not ok then return nil, message, code end
+  local drv, conn = self.driver, self.conn
   while not self.sent_close do
     local status
-    status, message, code = self.conn:shutdown()
-    push(self, deadline)
+    status, message, code = conn:shutdown()
+    drv:push(deadline)
     if status == "done" or status == "want_read" then
       self.sent_close = true
     elseif status == "want_write" then
-      ok, message, code = await(self, status, deadline)
-      if not ok then return nil, message, code end
+      local waited, failure = drv:await(status, deadline)
+      if not waited then return fail(self, failure) end
     else
-      return failure(self, message, code)
+      return fail(self, driver.failure(message, code))
     end
   end
-  ok, message, code = flush(self, deadline)
-  if not ok then return failure(self, message, code) end
+  local flushed, failure = drv:flush(deadline)
+  if not flushed then return fail(self, failure) end
   return true
 end
 
@@ -532,7 +486,7 @@ end
 -- @return true, or nil, message, code
 function Stream:shutdown(wait_for_peer)
   check_open(self)
-  if self.dead then return dead_result(self) end
+  if self.dead then return self.dead:unpack() end
   local deadline = op_deadline(self)
   local ok, message, code = handshake(self, deadline)
   if ok then ok, message, code = as_writer(self, deadline, send_close_notify) end
@@ -546,36 +500,74 @@ function Stream:shutdown(wait_for_peer)
     return nil, message, code
   end
   if not wait_for_peer then return true end
-  while not self.peer_closed do
-    local data
-    data, message, code = read_core(self, deadline, CHUNK)
-    if data then
-      self.inbuf = self.inbuf .. data
-    elseif code ~= "closed" then
-      return nil, message, code
+  return as_reader(self, function()
+    while not self.peer_closed do
+      local data
+      data, message, code = read_core(self, deadline, CHUNK)
+      if data then
+        if #self.inbuf + #data > self.max_input then
+          return over_limit(self, "input longer than max_input")
+        end
+        self.inbuf = self.inbuf .. data
+      elseif code ~= "closed" then
+        return nil, message, code
+      end
     end
-  end
-  return true
+    return true
+  end)
 end
 
---- Closes: sends close_notify when the handshake finished (trying for at most
--- `close_timeout` seconds, without waiting for the peer's), frees the
--- connection and closes the transport. Idempotent.
--- @return true
-function Stream:close()
-  if self.closed then return true end
-  if self.handshaken and not self.dead and not self.sent_close then
-    local deadline = gettime() + self.close_timeout
-    local own = op_deadline(self)
-    if own and own < deadline then deadline = own end
-    -- best effort, and never an error: a memory pipe waited on outside any
-    -- coroutine raises, for one
-    pcall(as_writer, self, deadline, send_close_notify)
+--- Lingers after our close_notify: reads (and drops) what the peer still
+-- sends until its close_notify or end of stream, so that no unread bytes
+-- make the kernel reset the connection before the peer has read ours.
+local function linger(self, deadline)
+  local transport = self.transport
+  if transport.shutdown_write then transport:shutdown_write() end
+  local reader = self.reader
+  if reader and reader ~= coroutine.running() and coroutine.status(reader) ~= "dead" then
+    return -- the reader reads: it will see the end
   end
+  while not self.peer_closed do
+    local data = read_core(self, deadline, CHUNK)
+    if not data then return end
+  end
+end
+
+--- Sends close_notify, half-closes, lingers: everything sent before arrives.
+local function graceful_close(self, deadline)
+  local ok = as_writer(self, deadline, send_close_notify)
+  if ok then linger(self, deadline) end
+end
+
+--- Frees the connection and closes the transport at once: no close_notify,
+-- no I/O. What `close` ends with; the scheduler uses it on a task that
+-- raised. Idempotent.
+-- @return true
+function Stream:abort()
+  if self.closed then return true end
   self.closed = true
+  self.driver.closed = true
   self.conn:close()
   self.transport:close()
   return true
+end
+
+--- Closes gracefully when the handshake finished: sends close_notify,
+-- shuts down the transport's write side, and reads until the peer's
+-- close_notify or end of stream, for at most `close_timeout` seconds (so
+-- that what `send` reported as sent arrives, and the peer reads our
+-- close_notify); then frees the connection and closes the transport.
+-- Idempotent; never raises.
+-- @return true
+function Stream:close()
+  if self.closed then return true end
+  if self.handshaken and not self.dead and not self.sent_close and self.close_timeout > 0 then
+    local deadline = min_time(gettime() + self.close_timeout, op_deadline(self))
+    -- best effort, and never an error: a memory pipe waited on outside any
+    -- coroutine raises, for one
+    pcall(graceful_close, self, deadline)
+  end
+  return self:abort()
 end
 
 Stream.__close = Stream.close
@@ -599,7 +591,7 @@ end
 
 --- The dead stream's failure, if any: message, code.
 function Stream:failure()
-  if self.dead then return self.dead[1], self.dead[2] end
+  if self.dead then return self.dead.message, self.dead.code end
 end
 
 -- The connection's accessors, as the core documents them.

@@ -34,3 +34,27 @@ if mode == "gcstress" then
   busted.subscribe({ "test", "end" }, full_collection)
   busted.subscribe({ "file", "end" }, full_collection)
 end
+
+-- Under memcheck or the gcstress collector everything runs 10 to 50 times
+-- slower: the stream's default time limits (set for real peers: a 10 s
+-- handshake, a 60 s idle wait, a 1 s close) would measure the tool, not
+-- the peer. They are scaled here; the module stays loaded (so scaled) for
+-- every spec file, as busted restores package.loaded to this state.
+local SLOWDOWN = { valgrind = 30, gcstress = 30 }
+if SLOWDOWN[mode] then
+  local defaults = require("lunatls.stream").defaults
+  for _, key in ipairs { "handshake_timeout", "idle_timeout", "close_timeout" } do
+    defaults[key] = defaults[key] * SLOWDOWN[mode]
+  end
+end
+
+-- Seen once (issue 10): under gcstress, after spec/20's close tests, a
+-- luv-backed scheduler's uv.run waited forever in spec/24 ("wakes a task
+-- when its socket is readable"). Luv handles are now kept reachable while
+-- they close (scheduler.close_handle) and an unusable timer is replaced;
+-- three later runs did not hang. To keep make robust bounded meanwhile,
+-- gcstress runs the default backend on select; the specs that ask for luv
+-- explicitly (spec/24, spec/27) still use it.
+if mode == "gcstress" then
+  require("lunatls.scheduler").DEFAULT_BACKEND = "select"
+end

@@ -30,18 +30,29 @@ end
 --- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
 -- or an integer descriptor already in nonblocking mode.
 -- @treturn Transport with field `fd` (what `new_conn{fd=}` takes)
-function M.new(sock)
+-- @tparam[opt] function wait_socket how to wait, as for
+-- `lunatls.transport.socket.new`
+function M.new(sock, wait_socket)
   if type(sock) ~= "number" then
+    if type(sock) ~= "userdata" and type(sock) ~= "table" then
+      error("bad argument #1 to 'new' (a socket or a descriptor expected, got " .. type(sock) .. ")", 2)
+    end
     sock:settimeout(0)
     if sock.setoption then sock:setoption("tcp-nodelay", true) end
   end
-  return setmetatable({ fd = sock, pollable = pollable(sock) }, Transport)
+  return setmetatable({ fd = sock, pollable = pollable(sock),
+                        wait_socket = wait_socket or scheduler.wait_socket }, Transport)
 end
 
 --- Waits until the descriptor is readable or writable (`what`).
 -- @return true, or nil, "timeout"
 function Transport:wait(what, deadline)
-  return scheduler.wait_socket(self.pollable, what, deadline)
+  return self.wait_socket(self.pollable, what, deadline)
+end
+
+--- Shuts down the sending side of a LuaSocket socket (TCP FIN).
+function Transport:shutdown_write()
+  if type(self.fd) ~= "number" and self.fd.shutdown then self.fd:shutdown("send") end
 end
 
 --- The descriptor.

@@ -22,9 +22,10 @@ local DEFAULT_CAPACITY = 256 * 1024
 local Queue = {}
 Queue.__index = Queue
 
-local function new_queue(capacity)
+-- `both`: the key "any" waiters of the pipe wait on; `events`: how to wait.
+local function new_queue(capacity, both, events)
   return setmetatable({ chunks = {}, first = 1, last = 0, offset = 0, size = 0,
-                        capacity = capacity, eof = false }, Queue)
+                        capacity = capacity, eof = false, both = both, events = events }, Queue)
 end
 
 function Queue:push(data)
@@ -50,6 +51,13 @@ function Queue:pop(max)
   return table.concat(parts)
 end
 
+-- Wakes who waits on the queue, and every "any" waiter of the pipe.
+local function notify(queue)
+  local events = queue.events
+  events.notify(queue)
+  events.notify(queue.both)
+end
+
 local End = {}
 End.__index = End
 End.__name = "lunatls.transport.memory"
@@ -57,14 +65,23 @@ End.__name = "lunatls.transport.memory"
 --- Makes a connected pair of ends.
 -- @tparam[opt] table options `capacity` (bytes each direction holds before
 -- `send` takes fewer; default 256 KiB), `chunk` (the most bytes one `send`
--- or `receive` moves: 1 delivers a byte at a time; default unlimited)
+-- or `receive` moves: 1 delivers a byte at a time; default unlimited), and
+-- how the ends wait: `wait_event(key, deadline)`, `notify(key)`, `pause()`
+-- (default: the scheduler's)
 -- @return two transports
 function M.pipe(options)
   options = options or {}
   local capacity = options.capacity or DEFAULT_CAPACITY
-  local ab, ba = new_queue(capacity), new_queue(capacity)
-  local a = setmetatable({ incoming = ba, outgoing = ab, chunk = options.chunk }, End)
-  local b = setmetatable({ incoming = ab, outgoing = ba, chunk = options.chunk }, End)
+  local events = {
+    wait_event = options.wait_event or scheduler.wait_event,
+    notify = options.notify or scheduler.notify,
+    pause = options.pause or scheduler.pause,
+  }
+  -- "any" waiters of both ends wait on one key, notified with every change
+  local both = {}
+  local ab, ba = new_queue(capacity, both, events), new_queue(capacity, both, events)
+  local a = setmetatable({ incoming = ba, outgoing = ab, chunk = options.chunk, both = both }, End)
+  local b = setmetatable({ incoming = ab, outgoing = ba, chunk = options.chunk, both = both }, End)
   return a, b
 end
 
@@ -78,7 +95,7 @@ function End:send(data)
   local n = math.min(#data, queue.capacity - queue.size, self.chunk or math.huge)
   if n > 0 then
     queue:push(n == #data and data or data:sub(1, n))
-    scheduler.notify(queue)
+    notify(queue)
   end
   return n
 end
@@ -93,24 +110,28 @@ function End:receive(max)
     return nil, queue.eof and "closed" or "want_read"
   end
   local data = queue:pop(math.min(max or math.huge, self.chunk or math.huge))
-  scheduler.notify(queue)
+  notify(queue)
   return data
 end
 
 --- Waits until there is something to read (or the other end closed), or
--- room to write. Like select, it may return before that holds (another
+-- room to write (`what`: "read", "write", or "any": either). Like select, it may return before that holds (another
 -- coroutine took the bytes first): the caller tries, and waits again. It
 -- always lets the other tasks run first, as a wait on a socket does: the
 -- stream may be waiting for another coroutine to finish with the transport.
 -- @return true, or nil, "timeout"
 function End:wait(what, deadline)
-  local queue = what == "read" and self.incoming or self.outgoing
-  if (what == "read" and (queue.size > 0 or queue.eof))
-      or (what == "write" and (queue.size < queue.capacity or queue.eof)) then
-    scheduler.pause()
+  local incoming, outgoing = self.incoming, self.outgoing
+  local can_read = what ~= "write" and (incoming.size > 0 or incoming.eof)
+  local can_write = what ~= "read" and (outgoing.size < outgoing.capacity or outgoing.eof)
+  if can_read or can_write then
+    incoming.events.pause()
     return true
   end
-  return scheduler.wait_event(queue, deadline)
+  if what == "any" then -- either queue moving wakes us
+    return incoming.events.wait_event(self.both, deadline)
+  end
+  return incoming.events.wait_event(what == "read" and incoming or outgoing, deadline)
 end
 
 --- Closes this end: the other end reads what was sent, then "closed"; its
@@ -120,14 +141,14 @@ function End:close()
   self.closed = true
   self.outgoing.eof = true
   self.incoming.eof = true
-  scheduler.notify(self.outgoing)
-  scheduler.notify(self.incoming)
+  notify(self.outgoing)
+  notify(self.incoming)
 end
 
 --- Signals end of stream to the other end, which still may send.
 function End:shutdown_write()
   self.outgoing.eof = true
-  scheduler.notify(self.outgoing)
+  notify(self.outgoing)
 end
 
 --- Bytes sent by the other end and not yet received here.

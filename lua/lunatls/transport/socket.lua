@@ -23,11 +23,17 @@ Transport.__name = "lunatls.transport.socket"
 --- Wraps a connected LuaSocket TCP socket. Sets it nonblocking and turns
 -- Nagle's algorithm off (a TLS handshake is a ping-pong of small writes).
 -- @param sock a connected LuaSocket TCP client socket
+-- @tparam[opt] function wait_socket `function(sock, what, deadline)` that
+-- suspends until `sock` is ready: how the transport waits (default
+-- `lunatls.scheduler.wait_socket`; an event loop's adapter passes its own)
 -- @treturn Transport
-function M.new(sock)
+function M.new(sock, wait_socket)
+  if type(sock) ~= "userdata" and type(sock) ~= "table" then
+    error("bad argument #1 to 'new' (a LuaSocket TCP socket expected, got " .. type(sock) .. ")", 2)
+  end
   sock:settimeout(0)
   sock:setoption("tcp-nodelay", true)
-  return setmetatable({ socket = sock }, Transport)
+  return setmetatable({ socket = sock, wait_socket = wait_socket or scheduler.wait_socket }, Transport)
 end
 
 --- Sends what the socket takes now.
@@ -55,7 +61,13 @@ end
 --- Waits until the socket is readable or writable (`what`: "read", "write").
 -- @return true, or nil, "timeout"
 function Transport:wait(what, deadline)
-  return scheduler.wait_socket(self.socket, what, deadline)
+  return self.wait_socket(self.socket, what, deadline)
+end
+
+--- Shuts down the sending side (TCP FIN): the peer reads end of stream,
+-- and can still send.
+function Transport:shutdown_write()
+  self.socket:shutdown("send")
 end
 
 --- The socket's descriptor (for other event loops).
@@ -107,18 +119,44 @@ function M.connect(host, port, deadline)
   return nil, ("connect: %s port %s: %s"):format(host, tostring(port), last), "syscall"
 end
 
+-- accept() errors that pass: out of descriptors or memory, a client that
+-- gave up before we took it. The server backs off and tries again.
+local TRANSIENT = {
+  ["Too many open files"] = true, ["Too many open files in system"] = true,
+  ["No buffer space available"] = true, ["Cannot allocate memory"] = true,
+  ["Software caused connection abort"] = true, ["connection aborted"] = true,
+  ["Protocol error"] = true,
+}
+M.ACCEPT_BACKOFF = { first = 0.01, max = 1 }
+
 --- Accepts one TCP client on a listening LuaSocket server socket, waiting
--- through the scheduler.
--- @return a Transport, or nil, message, code ("timeout" or "syscall")
-function M.accept(listener, deadline)
+-- through the scheduler (or `wait_socket`). When the process is out of
+-- descriptors (EMFILE, ENFILE) or memory it backs off (10 ms, doubling up
+-- to 1 s) and tries again: overload delays accepting, never ends it.
+-- @return a Transport, or nil, message, code ("timeout"; "closed" when the
+-- listener was closed; "syscall")
+-- `wait_socket` and `sleep` (seconds) default to the scheduler's.
+function M.accept(listener, deadline, wait_socket, sleep)
+  wait_socket = wait_socket or scheduler.wait_socket
+  sleep = sleep or scheduler.sleep
   listener:settimeout(0)
+  local backoff = M.ACCEPT_BACKOFF.first
   while true do
     local client, err = listener:accept()
-    if client then return M.new(client) end
-    if err ~= "timeout" then return nil, "accept: " .. err, "syscall" end
-    if not scheduler.wait_socket(listener, "read", deadline) then
+    if client then return M.new(client, wait_socket) end
+    if err == "closed" then return nil, "accept: closed", "closed" end
+    local until_time
+    if TRANSIENT[err] then
+      until_time = socket.gettime() + backoff
+      if deadline and deadline < until_time then until_time = deadline end
+      backoff = math.min(backoff * 2, M.ACCEPT_BACKOFF.max)
+      sleep(math.max(0, until_time - socket.gettime()))
+    elseif err ~= "timeout" then
+      return nil, "accept: " .. err, "syscall"
+    elseif not wait_socket(listener, "read", deadline) then
       return nil, "timeout", "timeout"
     end
+    if deadline and socket.gettime() >= deadline then return nil, "timeout", "timeout" end
   end
 end
 

@@ -1,0 +1,297 @@
+--- The driver: calls the C core, moves TLS bytes between a connection and
+-- its transport after every call, and waits on the transport when the core
+-- asks for I/O. It is the analogue of rustls's `complete_io` (and of
+-- LuaSocket's `io.h`): the stream (lunatls.stream) builds its buffering,
+-- reader and writer turns and close policy on it.
+--
+-- Internally every failure is a `Failure` object, compared by identity
+-- (`failure == driver.TIMEOUT`), never by its message. `Failure:unpack()`
+-- gives the public `nil, message, code`.
+-- @module lunatls.driver
+
+local socket = require "socket"
+local scheduler = require "lunatls.scheduler"
+
+local gettime = socket.gettime
+
+local M = {}
+
+-- Largest read from the transport in one call.
+local READ_MAX = 64 * 1024
+-- Bytes a driver may move without waiting before it lets other coroutines
+-- run (fairness: one busy peer must not hold up the others).
+local FAIR_SHARE = 256 * 1024
+
+-- ---- failures ----
+
+local Failure = {}
+Failure.__index = Failure
+Failure.__name = "lunatls.Failure"
+
+--- A failure: `message` and `code` as the public API returns them.
+function M.failure(message, code)
+  return setmetatable({ message = message, code = code }, Failure)
+end
+
+--- Is `value` a Failure?
+function M.is_failure(value)
+  return getmetatable(value) == Failure
+end
+
+--- `nil, message, code`.
+function Failure:unpack()
+  return nil, self.message, self.code
+end
+
+function Failure:__tostring()
+  return ("%s (%s)"):format(tostring(self.message), tostring(self.code))
+end
+
+--- The operation's time ran out (the stream stays usable).
+M.TIMEOUT = M.failure("timeout", "timeout")
+--- The stream was closed by another coroutine while this one waited.
+M.CLOSED = M.failure("closed", "closed")
+
+local TIMEOUT, CLOSED = M.TIMEOUT, M.CLOSED
+
+-- ---- the driver object ----
+
+local Driver = {}
+Driver.__index = Driver
+
+--- Makes the driver of `conn` over `transport`.
+-- @tparam[opt] number idle_timeout the longest one wait may last (seconds)
+function M.new(conn, transport, idle_timeout)
+  local fd_mode = transport.fd ~= nil
+  return setmetatable({
+    conn = conn,
+    transport = transport,
+    net = not fd_mode and conn:bio() or nil, -- the network end (BIO mode)
+    out = "",            -- TLS bytes taken from the network end, not yet sent
+    carry = "",          -- TLS bytes received, not yet taken by the network end
+    flushing = 0,        -- coroutines waiting to flush
+    sending = false,     -- inside transport:send (which may yield)
+    receiving = false,   -- inside transport:receive (which may yield)
+    eof_in = false,      -- the transport reported end of stream
+    write_error = nil,   -- Failure: the transport stopped taking bytes
+    closed = false,      -- set by the stream's close: waiters give up
+    writer = nil,        -- the coroutine holding the writer's turn
+    idle_timeout = idle_timeout,
+    moved = 0,           -- bytes moved since the last wait (fairness)
+  }, Driver)
+end
+
+--- Waits once on the transport for `what` ("read", "write" or "any"),
+-- within `deadline` and the idle timeout. This is the one place that waits
+-- and then checks for a timeout and for a stream closed meanwhile.
+-- @return true, or nil, Failure (TIMEOUT or CLOSED)
+function Driver:wait(what, deadline)
+  local now = gettime()
+  if deadline and now >= deadline then return nil, TIMEOUT end
+  local limit = deadline
+  if self.idle_timeout then
+    local idle = now + self.idle_timeout
+    if not limit or idle < limit then limit = idle end
+  end
+  self.moved = 0
+  local ready = self.transport:wait(what, limit)
+  if self.closed then return nil, CLOSED end
+  if not ready then return nil, TIMEOUT end
+  return true
+end
+
+--- Lets other coroutines run when this driver has moved a lot without
+-- waiting; also enforces the deadline while data keeps coming.
+-- @return true, or nil, Failure
+function Driver:fair(count, deadline)
+  self.moved = self.moved + count
+  if self.moved < FAIR_SHARE then return true end
+  self.moved = 0
+  if deadline and gettime() >= deadline then return nil, TIMEOUT end
+  local transport = self.transport
+  if transport.pause then transport:pause() else scheduler.pause() end
+  if self.closed then return nil, CLOSED end
+  return true
+end
+
+--- Is another coroutine pushing this stream's bytes out (sending, waiting
+-- to flush, or holding the writer's turn)? Then it will push ours too.
+function Driver:others_flush()
+  local writer = self.writer
+  return self.flushing > 0 or self.sending or (writer ~= nil and writer ~= coroutine.running())
+end
+
+--- Moves what the connection wrote to its network end into `out`, then as
+-- much of `out` as the transport takes now. Never waits (unless the
+-- transport's send itself yields, see docs/transports.md).
+-- @return true, or nil, Failure (the write_error)
+function Driver:push(deadline)
+  local net = self.net
+  if not net then return true end
+  local data = net:read()
+  if self.write_error then return nil, self.write_error end -- nowhere to go: dropped
+  if data then self.out = self.out == "" and data or self.out .. data end
+  if self.out == "" or self.sending then return true end
+  -- A transport whose send yields (copas) may be inside a send for another
+  -- coroutine: that one sends these bytes too, after its own.
+  self.sending = true
+  local n, message, code = self.transport:send(self.out, deadline)
+  self.sending = false
+  if not n then
+    self.write_error, self.out = M.failure(message, code or "eof"), ""
+    return nil, self.write_error
+  end
+  if n > 0 then self.out = self.out:sub(n + 1) end
+  return true
+end
+
+--- Is everything the connection wrote in the transport?
+function Driver:flushed()
+  return not self.net or (self.out == "" and self.net:pending() == 0)
+end
+
+--- Pushes until everything the connection wrote is in the transport.
+-- @return true, or nil, Failure
+function Driver:flush(deadline)
+  if not self.net then return true end
+  while true do
+    local ok, failure = self:push(deadline)
+    if not ok then return nil, failure end
+    if self:flushed() then return true end
+    if self.out ~= "" then
+      self.flushing = self.flushing + 1
+      ok, failure = self:wait("write", deadline)
+      self.flushing = self.flushing - 1
+      if not ok then return nil, failure end
+    end
+  end
+end
+
+--- Takes bytes from the transport into the network end. `wait_for`: what to
+-- wait for when nothing has arrived ("read", or "any" when output is
+-- pending too), or nil not to wait.
+-- @return true, or nil, Failure
+function Driver:fill(deadline, wait_for)
+  local net = self.net
+  if self.carry ~= "" then
+    local n = net:write(self.carry)
+    self.carry = self.carry:sub(n + 1)
+    return true
+  end
+  if self.eof_in then
+    -- the transport ended and the connection still wants bytes
+    return nil, M.failure("read: unexpected eof: the transport ended", "eof")
+  end
+  if self.receiving then -- another coroutine is inside a receive that yields
+    if not wait_for then return true end
+    return self:wait("read", deadline)
+  end
+  self.receiving = true
+  local data, status, code = self.transport:receive(READ_MAX, deadline)
+  self.receiving = false
+  if data then
+    local n = net:write(data)
+    if n < #data then self.carry = data:sub(n + 1) end
+    return self:fair(#data, deadline)
+  elseif status == "closed" then
+    self.eof_in = true
+    net:shutdown_write() -- the connection sees end of stream
+    return true
+  elseif status ~= "want_read" then
+    return nil, M.failure(status, code or "syscall")
+  end
+  if not wait_for then return true end
+  return self:wait(wait_for, deadline)
+end
+
+--- Waits as the connection asked (`want`: "want_read" or "want_write").
+-- @return true, or nil, Failure
+function Driver:await(want, deadline)
+  if not self.net then -- fd mode: OpenSSL does the I/O, we only wait
+    return self:wait(want == "want_read" and "read" or "write", deadline)
+  end
+  if want == "want_write" then return self:flush(deadline) end
+  -- The peer may be waiting for what we wrote before it sends: when some of
+  -- it is still here (and no other coroutine is pushing it), wait for
+  -- either direction, so that neither side insists on writing while the
+  -- other does too (a small pipe, a peer that sends before it reads).
+  if self.out ~= "" and not self:others_flush() then
+    return self:fill(deadline, "any")
+  end
+  return self:fill(deadline, "read")
+end
+
+--- Calls `conn[method](conn, arg)` until it stops asking for I/O, moving
+-- bytes after every call and waiting as asked. `status_first`: the method
+-- returns its status word first (do_handshake, shutdown) rather than after
+-- a nil (read, write). A Lua callback that raised inside the core (e.g.
+-- `servername`) is a failure of this connection, code "callback".
+-- @return what the last call returned, or nil, Failure
+function Driver:drive(deadline, method, status_first, arg)
+  local conn = self.conn
+  while true do
+    local ok, a, b, c = pcall(conn[method], conn, arg)
+    if not ok then return nil, M.failure(tostring(a), "callback") end
+    local pushed, failure = self:push(deadline)
+    local want
+    if status_first then want = a elseif a == nil then want = b end
+    if want ~= "want_read" and want ~= "want_write" then
+      return a, b, c -- a result (a failed push is the next write's business)
+    end
+    if want == "want_write" and not pushed then return nil, failure end
+    ok, failure = self:await(want, deadline)
+    if not ok then return nil, failure end
+  end
+end
+
+--- Flushes without refusing to read meanwhile: bytes arriving while the
+-- transport takes no more of ours are kept (at most `limit` bytes) for the
+-- connection's next read. For the end of a handshake, where the peer may
+-- be sending before it reads (a TLS 1.3 server's session tickets then wait
+-- in a small pipe while the client's data fills the other direction).
+-- @return true, or nil, Failure
+function Driver:flush_reading(deadline, limit)
+  if not self.net then return true end
+  local parts, held = { self.carry }, #self.carry
+  local reading = not self.eof_in and not self.receiving
+  local function done(...)
+    self.carry = table.concat(parts)
+    return ...
+  end
+  while true do
+    local ok, failure = self:push(deadline)
+    if not ok then return done(nil, failure) end
+    if self:flushed() then return done(true) end
+    local what = "write"
+    if reading and held < limit then
+      local data, status = self.transport:receive(READ_MAX, deadline)
+      if data then
+        parts[#parts + 1] = data
+        held = held + #data
+        what = nil -- more may be there: try again at once
+      elseif status == "want_read" then
+        what = "any"
+      else
+        reading = false -- its end, or an error: the next read reports it
+      end
+    end
+    if what then
+      ok, failure = self:wait(what, deadline)
+      if not ok then return done(nil, failure) end
+    end
+  end
+end
+
+--- Takes (and drops) what the transport has, without waiting: for a close
+-- that must not leave unread bytes behind (they would turn into a reset).
+-- @return true while the transport is open, false at its end
+function Driver:drain_transport()
+  if self.eof_in then return false end
+  local data, status = self.transport:receive(READ_MAX)
+  if data then return true end
+  if status == "want_read" then return true end
+  self.eof_in = true
+  return false
+end
+
+return M

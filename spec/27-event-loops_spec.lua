@@ -1,0 +1,197 @@
+-- lunatls.transport.cqueues and lunatls.transport.luv: the same checks on
+-- each loop, over TCP on 127.0.0.1 (handshake, echo, timeouts, close,
+-- errors), every run bounded in time.
+
+local tls = require "lunatls"
+local socket = require "socket"
+local scheduler = require "lunatls.scheduler"
+
+local F = "spec/fixtures/"
+local gettime = socket.gettime
+local server_ctx = assert(tls.new_context {
+  mode = "server", certificate = F .. "server.pem", key = F .. "server.key",
+})
+local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.pem" })
+local other_ctx = assert(tls.new_context { mode = "client", cafile = F .. "otherca.pem" })
+
+-- Each loop: its transport module and a runner taking task functions
+-- (each gets `spawn`), returning true or raising.
+local LOOPS = {}
+
+LOOPS.cqueues = function()
+  local cqueues = require "cqueues"
+  local module = require "lunatls.transport.cqueues"
+  return module, function(seconds, ...)
+    local cq = cqueues.new()
+    local errors = {}
+    local function spawn(fn)
+      cq:wrap(function() local ok, err = xpcall(fn, debug.traceback) if not ok then errors[#errors + 1] = err end end)
+    end
+    for _, fn in ipairs { ... } do spawn(function() fn(spawn) end) end
+    local deadline = gettime() + seconds
+    while not cq:empty() do
+      assert(gettime() < deadline, "the cqueues run did not finish in time")
+      local ok, err = cq:step(0.1)
+      assert(ok, err)
+    end
+    assert(#errors == 0, table.concat(errors, "\n"))
+  end, module.accept, function(l) l:close() end, cqueues.sleep
+end
+
+LOOPS.luv = function()
+  local uv = scheduler.luv()
+  local module = require "lunatls.transport.luv"
+  return module, function(seconds, ...)
+    local errors, live = {}, 0
+    local function spawn(fn)
+      live = live + 1
+      coroutine.wrap(function()
+        local ok, err = xpcall(fn, debug.traceback)
+        if not ok then errors[#errors + 1] = err end
+        live = live - 1
+      end)()
+    end
+    for _, fn in ipairs { ... } do spawn(function() fn(spawn) end) end
+    local deadline = gettime() + seconds
+    local guard = uv.new_timer()
+    guard:start(100, 100, function() if live == 0 or gettime() > deadline then uv.stop() end end)
+    if live > 0 then uv.run() end
+    guard:close()
+    uv.run("nowait")
+    assert(live == 0, "the luv run did not finish in time")
+    assert(#errors == 0, table.concat(errors, "\n"))
+  end, module.accept, module.close_listener, module.sleep
+end
+
+local function listen()
+  local listener = assert(socket.bind("127.0.0.1", 0))
+  local _, port = listener:getsockname()
+  return listener, tonumber(port)
+end
+
+for _, name in ipairs { "cqueues", "luv" } do
+  describe("lunatls.transport." .. name, function()
+    local module, run, accept, close_listener, sleep = LOOPS[name]()
+
+    local function connect(port, ctx, opts)
+      local sock = assert(socket.connect("127.0.0.1", port))
+      local o = { server_name = "localhost", timeout = 10 }
+      for k, v in pairs(opts or {}) do o[k] = v end
+      return tls.wrap(module.new(sock), ctx or client_ctx, o)
+    end
+
+    it("handshakes and echoes 1 MiB with a reader and a writer on one stream, then close_notify", function()
+      local listener, port = listen()
+      local data = ("0123456789abcdef"):rep(65536)
+      local echoed, got, ending
+      run(30, function()
+        local t = assert(accept(listener, gettime() + 10))
+        close_listener(listener)
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 })
+        echoed = 0
+        while true do
+          local chunk, _, code = stream:receive_some()
+          if not chunk then ending = code break end
+          assert(stream:send(chunk))
+          echoed = echoed + #chunk
+        end
+        stream:close()
+      end, function(spawn)
+        local stream = connect(port)
+        assert(stream:handshake())
+        assert.equal("TLSv1.3", stream:version())
+        local sent = false
+        spawn(function() assert(stream:send(data)) sent = true end)
+        got = assert(stream:receive(#data))
+        assert.is_true(sent)
+        stream:close()
+      end)
+      assert.equal(#data, echoed)
+      assert.is_true(got == data)
+      assert.equal("closed", ending)
+    end)
+
+    it("a silent peer: receive gives nil, 'timeout' within the deadline, the stream goes on", function()
+      local listener, port = listen()
+      local result, elapsed, later
+      run(30, function()
+        local t = assert(accept(listener, gettime() + 10))
+        close_listener(listener)
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 })
+        assert(stream:handshake())
+        sleep(0.6)
+        assert(stream:send("late\n"))
+        assert.equal("bye", stream:receive())
+        stream:close()
+      end, function()
+        local stream = connect(port, nil, { timeout = 0.3 })
+        assert(stream:handshake())
+        local started = gettime()
+        result = { stream:receive() }
+        elapsed = gettime() - started
+        stream:settimeout(10)
+        later = stream:receive()
+        assert(stream:send("bye\n"))
+        stream:close()
+      end)
+      assert.same({ nil, "timeout", "timeout" }, result)
+      assert.is_true(elapsed >= 0.25 and elapsed < 2, "elapsed " .. elapsed)
+      assert.equal("late", later)
+    end)
+
+    it("a certificate that does not verify: nil, message, 'verify'; the server sees a failure", function()
+      local listener, port = listen()
+      local client_result, server_result
+      run(30, function()
+        local t = assert(accept(listener, gettime() + 10))
+        close_listener(listener)
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 })
+        server_result = { stream:handshake() }
+        stream:close()
+      end, function()
+        local stream = connect(port, other_ctx)
+        client_result = { stream:handshake() }
+        stream:close()
+      end)
+      assert.is_nil(client_result[1])
+      assert.equal("verify", client_result[3])
+      assert.is_nil(server_result[1])
+    end)
+
+    it("a peer that drops the connection mid-handshake: nil, message, 'eof'", function()
+      local listener, port = listen()
+      local result
+      run(30, function()
+        local t = assert(accept(listener, gettime() + 10))
+        close_listener(listener)
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 })
+        result = { stream:handshake() }
+        stream:close()
+      end, function()
+        local raw = assert(socket.connect("127.0.0.1", port))
+        raw:send("\22\3\1\0\5hello") -- a piece of a record, then gone
+        raw:close()
+      end)
+      assert.is_nil(result[1])
+      assert.is_truthy(result[3] == "eof" or result[3] == "protocol", tostring(result[3]))
+    end)
+
+    it("close() is idempotent, later calls raise, and new() checks its argument", function()
+      local listener, port = listen()
+      run(30, function()
+        local t = assert(accept(listener, gettime() + 10))
+        close_listener(listener)
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 })
+        assert.equal("x", stream:receive())
+        stream:close()
+      end, function()
+        local stream = connect(port)
+        assert(stream:send("x\n"))
+        assert.is_true(stream:close())
+        assert.is_true(stream:close())
+        assert.has_error(function() stream:send("y") end, "attempt to use a closed lunatls.Stream")
+      end)
+      assert.has_error(function() module.new(42) end)
+    end)
+  end)
+end
