@@ -44,7 +44,7 @@ M.defaults = {
 local CONN_OPTIONS = { server_name = true, session = true, alpn = true, buffer_size = true }
 local STREAM_OPTIONS = { timeout = true, deadline = true, close_timeout = true,
                          handshake_timeout = true, idle_timeout = true, max_line = true,
-                         max_input = true }
+                         max_input = true, select_context = true }
 
 local Stream = {}
 Stream.__index = Stream
@@ -119,6 +119,9 @@ function M.wrap(transport, ctx, opts)
     end
   end
   if transport.fd ~= nil then conn_opts.fd = transport.fd end
+  if opts.select_context ~= nil and type(opts.select_context) ~= "function" then
+    error("wrap: bad option 'select_context' (a function expected)", 2)
+  end
   local conn = ctx:new_conn(conn_opts)
   return setmetatable({
     conn = conn,
@@ -134,6 +137,7 @@ function M.wrap(transport, ctx, opts)
     handshake_deadline = nil, -- set when the handshake starts
     max_line = limit_option(opts, "max_line") or math.huge,
     max_input = limit_option(opts, "max_input") or math.huge,
+    select_context = opts.select_context, -- chooses the server context by the ClientHello
     handshaken = false,
     handshake_flushed = false,
     peer_closed = false,      -- the peer's close_notify has arrived
@@ -145,6 +149,29 @@ end
 
 -- ---- the handshake ----
 
+--- The ClientHello arrived at a context made with client_hello = true:
+-- select_context(hello), in this coroutine (it may yield: look a
+-- certificate up, sleep), returns a context, nil to keep this one, or false
+-- to refuse the client. Its error, or a wrong result, fails this stream
+-- only, with code "callback".
+local function choose_context(self)
+  if not self.select_context then return true end -- keep the context
+  local ok, chosen = pcall(self.select_context, self.conn:client_hello())
+  if ok and chosen ~= nil then ok, chosen = pcall(self.conn.set_context, self.conn, chosen) end
+  if not ok then return nil, driver.failure("select_context: " .. tostring(chosen), "callback") end
+  return true
+end
+
+--- do_handshake until it is done or fails, pausing for select_context.
+local function drive_handshake(self, deadline)
+  while true do
+    local status, message, code = self.driver:drive(deadline, "do_handshake", true)
+    if status ~= "want_certificate" then return status, message, code end
+    local ok, failure = choose_context(self)
+    if not ok then return nil, failure end
+  end
+end
+
 --- Runs the handshake until done; every operation starts with it.
 local function handshake(self, deadline)
   scheduler.own(self)
@@ -153,7 +180,7 @@ local function handshake(self, deadline)
       self.handshake_deadline = gettime() + self.handshake_timeout
     end
     deadline = min_time(deadline, self.handshake_deadline)
-    local status, message, code = self.driver:drive(deadline, "do_handshake", true)
+    local status, message, code = drive_handshake(self, deadline)
     if status ~= "done" then
       return fail(self, driver.is_failure(message) and message or driver.failure(message, code))
     end
