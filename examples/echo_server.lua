@@ -44,6 +44,7 @@ end
 --- Accepts clients on `listener` until it is closed, each in a task of its
 -- own on `sched`.
 -- @tparam table opts `timeout` (seconds per operation, default 30),
+-- `handshake_timeout` (seconds, default the stream's 10),
 -- `transport` (function(t) -> t, to wrap each accepted transport),
 -- `on_done` (function(result, message, code), called per client)
 -- Out of descriptors or memory, accept backs off and retries by itself;
@@ -60,7 +61,8 @@ function M.serve(sched, listener, ctx, opts)
       sched:sleep(0.1) -- anything else: try again soon
     else
       if opts.transport then transport = opts.transport(transport) end
-      local stream = tls.wrap(transport, ctx, { timeout = opts.timeout or 30 })
+      local stream = tls.wrap(transport, ctx, { timeout = opts.timeout or 30,
+                                                handshake_timeout = opts.handshake_timeout })
       sched:spawn(function()
         local result, why, why_code = M.handle(stream)
         if opts.on_done then opts.on_done(result, why, why_code) end

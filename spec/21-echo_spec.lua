@@ -42,7 +42,7 @@ end
 -- One client: connect, send the payload from a child task while this one
 -- reads the echo, compare, exchange close_notify.
 local function client(sched, port, i, report)
-  local stream, message, code = tls.connect("127.0.0.1", port, client_ctx, { timeout = 60 })
+  local stream, message, code = tls.connect("127.0.0.1", port, client_ctx, { timeout = 180 })
   if not stream then return report(i, false, "connect: " .. message .. " " .. tostring(code)) end
   local payload = payload_for(i)
   local sent
@@ -61,13 +61,20 @@ end
 
 -- Runs the server and CLIENTS clients; returns the clients' and the server's
 -- results and the seconds it took.
-local function run(server_transport)
+-- `server_transport` wraps each transport the server accepts. `slow`: the
+-- server is fed one byte at a time, on purpose, so that one of its
+-- operations (a 16 KiB record, byte by byte, in turn with 199 others) and
+-- its handshakes may take longer than the defaults (30 s, 10 s) on a slow
+-- machine: they get 3 minutes, and the run 5.
+local function run(server_transport, slow)
   local sched = scheduler.new()
   local listener = assert(socket.bind("127.0.0.1", 0, 1024))
   local _, port = listener:getsockname()
   local results, served, finished = {}, {}, 0
   sched:spawn(echo.serve, sched, listener, server_ctx, {
     transport = server_transport,
+    timeout = slow and 180 or nil,
+    handshake_timeout = slow and 180 or nil,
     on_done = function(echoed, message, code)
       served[#served + 1] = echoed or (tostring(message) .. " " .. tostring(code))
     end,
@@ -81,7 +88,7 @@ local function run(server_transport)
     sched:spawn(client, sched, tonumber(port), i, report)
   end
   local started = socket.gettime()
-  local ok, err = sched:run(120)
+  local ok, err = sched:run(slow and 300 or 120)
   local seconds = socket.gettime() - started
   listener:close()
   assert(ok, "the run did not finish: " .. tostring(err))
@@ -113,7 +120,7 @@ describe("echo server with " .. CLIENTS .. " concurrent clients", function()
       local slow = trickle.wrap(transport, 1)
       transports[#transports + 1] = slow
       return slow
-    end)
+    end, true)
     check(results, served)
     -- the server's TLS engine really was fed byte by byte: at least the
     -- payload and the handshake, one receive per byte

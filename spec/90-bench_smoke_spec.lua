@@ -42,10 +42,11 @@ describe("bench smoke run", function()
   it("measures memory per idle connection, C and lunatls", function()
     local c, l = out:match("per conn%s+(%d+) B%s+(%d+) B")
     assert.is_truthy(c, out)
-    -- a connection owns two 17 KiB BIO-pair buffers: between 34 KiB and 1 MiB
-    for _, bytes in ipairs { tonumber(c), tonumber(l) } do
-      assert.is_true(bytes > 34 * 1024 and bytes < 1024 * 1024, "bytes per connection " .. bytes)
-    end
+    -- C's connection owns two 17 KiB BIO-pair buffers; lunatls's rings exist
+    -- only while they hold bytes (src/pair.c), so an idle one is an SSL and
+    -- a few objects: both between 4 KiB and 1 MiB, C's above 34 KiB
+    assert.is_true(tonumber(c) > 34 * 1024 and tonumber(c) < 1024 * 1024, "C bytes per connection " .. c)
+    assert.is_true(tonumber(l) > 4 * 1024 and tonumber(l) < 1024 * 1024, "lunatls bytes per connection " .. l)
   end)
 
   it("runs the loopback TCP comparison, peers included when installed", function()
