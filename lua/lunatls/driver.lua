@@ -60,6 +60,8 @@ local Driver = {}
 Driver.__index = Driver
 
 --- Makes the driver of `conn` over `transport`.
+-- @param conn a `lunatls.Conn`
+-- @param transport see docs/transports.md
 -- @tparam[opt] number idle_timeout the longest one wait may last (seconds)
 function M.new(conn, transport, idle_timeout)
   local fd_mode = transport.fd ~= nil

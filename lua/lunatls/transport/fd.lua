@@ -29,9 +29,10 @@ end
 
 --- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
 -- or an integer descriptor already in nonblocking mode.
--- @treturn Transport with field `fd` (what `new_conn{fd=}` takes)
+-- @param sock a LuaSocket TCP socket, or an integer descriptor
 -- @tparam[opt] function wait_socket how to wait, as for
 -- `lunatls.transport.socket.new`
+-- @treturn Transport with field `fd` (what `new_conn{fd=}` takes)
 function M.new(sock, wait_socket)
   if type(sock) ~= "number" then
     if type(sock) ~= "userdata" and type(sock) ~= "table" then
