@@ -187,6 +187,9 @@ describe("scheduler", function()
     end)
   end
 
+  -- late by more than this is a miss; under valgrind or gcstress a wake-up
+  -- waits for a slow collector, and only order and earliness are checked
+  local LATE = os.getenv("LUNATLS_SANITIZER") and 5 or 0.15
   for _, backend in ipairs { "select", "luv" } do
     it(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
       local sched = scheduler.new { backend = backend }
@@ -206,11 +209,11 @@ describe("scheduler", function()
           end
           local now = gettime()
           if now < deadline - 0.002 then early = early + 1 end
-          if now > deadline + 0.15 then late = late + 1 end
+          if now > deadline + LATE then late = late + 1 end
           order[#order + 1] = { deadline, result[2] }
         end)
       end
-      assert.is_true(sched:run(5))
+      assert.is_true(sched:run(LATE + 5))
       assert.equal(300, #order)
       assert.equal(0, early)
       assert.equal(0, late)
