@@ -162,8 +162,15 @@ describe("scheduler", function()
     assert.equal(0, theirs.aborted)
   end)
 
+  -- Under valgrind a luv-backed wait can hang (no timer armed; issue 10,
+  -- spec/helpers/robust.lua): the luv backend's tests run everywhere else.
+  local function it_on(backend)
+    if backend == "luv" and os.getenv("LUNATLS_SANITIZER") == "valgrind" then return pending end
+    return it
+  end
+
   for _, backend in ipairs { "select", "luv" } do
-    it(backend .. " backend: sockets, timeouts, sleeps and a closed socket", function()
+    it_on(backend)(backend .. " backend: sockets, timeouts, sleeps and a closed socket", function()
       local a, b = socket_pair()
       finally(function() a:close() end)
       local sched = scheduler.new { backend = backend }
@@ -191,7 +198,7 @@ describe("scheduler", function()
   -- waits for a slow collector, and only order and earliness are checked
   local LATE = os.getenv("LUNATLS_SANITIZER") and 5 or 0.15
   for _, backend in ipairs { "select", "luv" } do
-    it(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
+    it_on(backend)(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
       local sched = scheduler.new { backend = backend }
       local late, early, order = 0, 0, {}
       local seed = 12345
