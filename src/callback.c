@@ -44,8 +44,7 @@ int lunatls_call_protected(lunatls_Conn *c, lua_CFunction f, void *arg) {
 /* Pushes the Lua callback `name` of the context the connection follows: the
  * one the servername callback chose, else the one it was made from. The
  * Conn is at index 1. Returns whether it is a function. */
-int lunatls_push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
-    (void)c;
+int lunatls_push_callback(lua_State *L, const char *name) {
     if (lua_getiuservalue(L, 1, CONN_UV_SNI_CONTEXT) == LUA_TNIL) {
         lua_pop(L, 1);
         lua_getiuservalue(L, 1, CONN_UV_CONTEXT);
@@ -59,9 +58,8 @@ int lunatls_push_callback(lua_State *L, lunatls_Conn *c, const char *name) {
 
 /* keylog(line), protected: 1 the Conn, 2 the line (light userdata). */
 static int keylog_protected(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
     const char *line = (const char *)lua_touserdata(L, 2);
-    if (lunatls_push_callback(L, c, "keylog")) {
+    if (lunatls_push_callback(L, "keylog")) {
         lua_pushstring(L, line);
         lua_call(L, 1, 0);
     }

@@ -170,6 +170,7 @@ static void set_ciphers(lua_State *L, SSL *ssl) {
 /* Pushes {server_name =, alpn =, versions =, ciphers =, groups =,
  * signature_algorithms =} of the ClientHello being processed. */
 static void push_hello_table(lua_State *L, SSL *ssl, const Hello *h) {
+    const char *legacy;
     lua_createtable(L, 0, 6);
     if (h->name != NULL) {
         lua_pushlstring(L, (const char *)h->name, h->len);
@@ -178,8 +179,9 @@ static void push_hello_table(lua_State *L, SSL *ssl, const Hello *h) {
     set_alpn_offer(L, ssl);
     set_code_list(L, ssl, "versions", TLSEXT_TYPE_supported_versions, 1, name_version, 0);
     lua_getfield(L, -1, "versions");
-    if (lua_rawlen(L, -1) == 0 && version_name((unsigned int)SSL_client_hello_get0_legacy_version(ssl))) {
-        lua_pushstring(L, version_name((unsigned int)SSL_client_hello_get0_legacy_version(ssl)));
+    legacy = version_name((unsigned int)SSL_client_hello_get0_legacy_version(ssl));
+    if (lua_rawlen(L, -1) == 0 && legacy != NULL) {
+        lua_pushstring(L, legacy);
         lua_rawseti(L, -2, 1); /* no supported_versions: the legacy field says it */
     }
     lua_pop(L, 1);
@@ -223,7 +225,7 @@ static int hello_protected(lua_State *L) {
     if (h->pause) {
         push_hello_table(L, c->ssl, h);
         lua_setiuservalue(L, 1, CONN_UV_HELLO);
-    } else if (lunatls_push_callback(L, c, "servername")) {
+    } else if (lunatls_push_callback(L, "servername")) {
         lua_insert(L, -2);
         lua_call(L, 1, 1);
         apply_choice(L, c, h);
@@ -331,11 +333,10 @@ static int find_offered(AlpnChoice *a, const char *name, size_t name_len) {
  * returns one of the offered names, nil (no ALPN) or false (refuse the
  * client: alert no_application_protocol). */
 static int alpn_protected(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
     AlpnChoice *a = (AlpnChoice *)lua_touserdata(L, 2);
     size_t len;
     const char *name;
-    if (!lunatls_push_callback(L, c, "alpn")) return 0; /* the chosen context has a list */
+    if (!lunatls_push_callback(L, "alpn")) return 0; /* the chosen context has a list */
     push_wire_list(L, a->in, a->inlen);
     lua_call(L, 1, 1);
     if (lua_isnil(L, -1)) return 0;

@@ -183,7 +183,7 @@ void lunatls_open_conn(lua_State *L);
 /* callback.c: running Lua callbacks from inside OpenSSL */
 lunatls_Conn *lunatls_callback_conn(const SSL *ssl);
 int lunatls_call_protected(lunatls_Conn *c, lua_CFunction f, void *arg);
-int lunatls_push_callback(lua_State *L, lunatls_Conn *c, const char *name);
+int lunatls_push_callback(lua_State *L, const char *name);
 void lunatls_keylog_callback(const SSL *ssl, const char *line);
 
 /* hello.c: the server's ClientHello (SNI, the servername callback) */

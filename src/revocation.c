@@ -66,11 +66,10 @@ typedef struct {
 /* ocsp_staple(), protected: 1 the Conn, 2 the StapleChoice. The option is
  * the response, or a function returning it (or nil: no staple). */
 static int staple_protected(lua_State *L) {
-    lunatls_Conn *c = (lunatls_Conn *)lua_touserdata(L, 1);
     StapleChoice *choice = (StapleChoice *)lua_touserdata(L, 2);
     size_t len;
     const char *der;
-    lunatls_push_callback(L, c, "ocsp_staple");
+    lunatls_push_callback(L, "ocsp_staple");
     if (lua_isfunction(L, -1)) lua_call(L, 0, 1);
     if (lua_isnil(L, -1)) return 0;
     if (lua_type(L, -1) != LUA_TSTRING)
