@@ -17,7 +17,7 @@ local check = require "check"
 
 local API = {
   module = { "new_context", "new_bio_pair", "import_session", "wrap", "connect", "accept",
-             "_VERSION", "OPENSSL_VERSION", "load_certificates" },
+             "_VERSION", "OPENSSL_VERSION", "load_certificates", "release_memory" },
   ["lunatls.Context"] = { "new_conn", "mode" },
   ["lunatls.Conn"] = { "do_handshake", "read", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
@@ -174,7 +174,7 @@ describe("every entry called with every wrong value", function()
     -- plausible arguments for the positions not being tortured
     local defaults = {
       new_context = { { mode = "client", verify = "none" } }, new_bio_pair = { 100 }, import_session = { "x" },
-      load_certificates = { "x" },
+      load_certificates = { "x" }, release_memory = {},
       wrap = { (memory.pipe()), pair.client_context(), {} },
       connect = { "127.0.0.1", 1, pair.client_context() }, -- port 1: refused at once
       accept = { listener, pair.server_context(), { timeout = 0.01 } },

@@ -3,6 +3,10 @@
 
 #include <openssl/err.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 /* The release, from the VERSION file: the Makefile and the rockspec pass it
  * with -DLUNATLS_VERSION; a build that does not is a development one. */
 #ifndef LUNATLS_VERSION
@@ -105,6 +109,23 @@ void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
     lua_pop(L, 1);
 }
 
+/* release_memory(): after a burst of connections (an attack, a peak), gives
+ * back what they left behind: a full collection (finalizing the objects no
+ * one holds), the pair's cached rings, then glibc's free pages inside its
+ * heap, which it otherwise keeps for reuse for the life of the process
+ * (only the top of the heap is trimmed by itself). Returns true if the
+ * allocator gave memory back to the system. */
+static int release_memory(lua_State *L) {
+    int returned = 0;
+    lua_gc(L, LUA_GCCOLLECT);
+    lunatls_pair_release_cache(L);
+#ifdef __GLIBC__
+    returned = malloc_trim(0);
+#endif
+    lua_pushboolean(L, returned);
+    return 1;
+}
+
 LUA_API int luaopen_lunatls_core(lua_State *L);
 
 __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_State *L) {
@@ -116,6 +137,8 @@ __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_Stat
     lunatls_open_conn(L);
     lunatls_open_certificate(L);
     lunatls_open_session(L);
+    lua_pushcfunction(L, release_memory);
+    lua_setfield(L, -2, "release_memory");
     lua_pushliteral(L, LUNATLS_VERSION);
     lua_setfield(L, -2, "_VERSION");
     lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));

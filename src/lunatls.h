@@ -168,6 +168,7 @@ void lunatls_open_context(lua_State *L);
 /* pair.c: BIO pairs whose rings exist only while they hold bytes */
 int lunatls_new_pair(lua_State *L, BIO **a, BIO **b, size_t size);
 void lunatls_open_pair(lua_State *L);
+void lunatls_pair_release_cache(lua_State *L);
 
 /* bio.c */
 lunatls_BIO *lunatls_checkbio(lua_State *L, int idx);

@@ -254,6 +254,13 @@ static PairShared *pair_shared(lua_State *L) {
     return shared;
 }
 
+/* Frees the emptied rings kept for reuse (release_memory in core.c). */
+void lunatls_pair_release_cache(lua_State *L) {
+    PairShared *shared = pair_shared(L);
+    if (shared == NULL) return;
+    while (shared->count > 0) OPENSSL_free(shared->rings[--shared->count]);
+}
+
 static BIO *new_half(PairShared *shared, size_t size) {
     BIO *bio = shared != NULL && shared->method != NULL ? BIO_new(shared->method) : NULL;
     Half *h = (Half *)OPENSSL_zalloc(sizeof *h);
