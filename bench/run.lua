@@ -48,6 +48,17 @@ local PEER_WORKLOADS = {
   { name = "bulk64", full = 40000, smoke = 50, unit = "MiB/s" },
 }
 
+-- The stream layer (bench/stream_bench.lua: tls.wrap over a memory pipe, in
+-- a scheduler task) against the C harness doing the same OpenSSL work over
+-- BIO pairs: callgrind only (issue 11's targets, lunatls/C).
+local STREAM_WORKLOADS = {
+  { name = "stream_handshake", c = "handshake", target = 0.97 },
+  { name = "stream_bulk16k", c = "bulk16k", target = 0.90 },
+  { name = "stream_bulk1k", c = "bulk1k", target = 0.80 },
+  { name = "stream_bulk64", c = "bulk64", target = 0.70 },
+  { name = "stream_msg1k", c = "msg1k", target = 0.70 },
+}
+
 -- Iterations at the two callgrind sizes (difference / (big - small) = per op).
 local CALLGRIND = {
   handshake = { 5, 25 },
@@ -56,6 +67,11 @@ local CALLGRIND = {
   bulk1k = { 1000, 21000 },
   bulk64 = { 2000, 42000 },
   msg1k = { 1000, 11000 },
+  stream_handshake = { 5, 25 },
+  stream_bulk16k = { 200, 2200 },
+  stream_bulk1k = { 1000, 21000 },
+  stream_bulk64 = { 2000, 42000 },
+  stream_msg1k = { 1000, 11000 },
 }
 
 local function parse_options(argv)
@@ -202,6 +218,11 @@ local function timed_rounds()
         for _, impl in ipairs(order) do sample(impl, w.name, w.name, iterations(w)) end
       end
     end
+    if opts.smoke then -- the stream workloads are measured by callgrind only: run them once
+      for _, w in ipairs(STREAM_WORKLOADS) do
+        if selected(w.name) then measure("stream", w.name, 3) end
+      end
+    end
     if opts.peers then
       local first, last, step = 1, #PEER_IMPLS, 1
       if round % 2 == 0 then first, last, step = last, first, -1 end
@@ -277,6 +298,20 @@ end
 
 -- ---- report ----
 
+local function print_stream_table(irs)
+  print()
+  print("callgrind, the stream layer: tls.wrap over a memory pipe (bench/stream_bench.lua)")
+  print("against the C harness over BIO pairs, instructions per operation")
+  print(string.format("%-17s %14s %14s %10s  %s", "workload", "C Ir/op", "stream Ir/op", "C/stream", "target"))
+  for _, w in ipairs(STREAM_WORKLOADS) do
+    local ir = irs[w.name]
+    if ir then
+      local r = ratio(ir.c, ir.stream)
+      print(string.format("%-17s %14.0f %14.0f %10.3f  %s", w.name, ir.c, ir.stream, r, verdict(r, w.target)))
+    end
+  end
+end
+
 local function print_tables(memory_n, irs)
   local nrounds = opts.rounds
   print(string.format("lunatls benchmark (%s)", os.date("!%Y-%m-%d %H:%M UTC")))
@@ -350,6 +385,7 @@ local function print_tables(memory_n, irs)
           verdict(r, w.target)))
       end
     end
+    print_stream_table(irs)
   end
 end
 
@@ -366,6 +402,13 @@ local function main()
       if selected(w.name) then
         io.stderr:write("callgrind " .. w.name .. "\n")
         irs[w.name] = { c = per_op("c", w.name), lunatls = per_op("lunatls", w.name) }
+      end
+    end
+    for _, w in ipairs(STREAM_WORKLOADS) do
+      if selected(w.name) then
+        io.stderr:write("callgrind " .. w.name .. "\n")
+        local c = irs[w.c] and irs[w.c].c or per_op("c", w.c)
+        irs[w.name] = { c = c, stream = per_op("stream", w.name) }
       end
     end
   end

@@ -189,7 +189,10 @@ function Driver:fill(deadline, wait_for)
     return self:wait("read", deadline)
   end
   self.receiving = true
-  local data, status, code = self.transport:receive(READ_MAX, deadline)
+  -- no more than the network end takes: the rest would be copied to carry
+  local room = net:write_guarantee()
+  local data, status, code = self.transport:receive(room > 0 and room < READ_MAX and room or READ_MAX,
+                                                    deadline)
   self.receiving = false
   if data then
     local n = net:write(data)
@@ -223,16 +226,16 @@ function Driver:await(want, deadline)
   return self:fill(deadline, "read")
 end
 
---- Calls `conn[method](conn, arg)` until it stops asking for I/O, moving
+--- Calls `conn[method](conn, arg, i, j)` until it stops asking for I/O, moving
 -- bytes after every call and waiting as asked. `status_first`: the method
 -- returns its status word first (do_handshake, shutdown) rather than after
 -- a nil (read, write). A Lua callback that raised inside the core (e.g.
 -- `servername`) is a failure of this connection, code "callback".
 -- @return what the last call returned, or nil, Failure
-function Driver:drive(deadline, method, status_first, arg)
+function Driver:drive(deadline, method, status_first, arg, i, j)
   local conn = self.conn
   while true do
-    local ok, a, b, c = pcall(conn[method], conn, arg)
+    local ok, a, b, c = pcall(conn[method], conn, arg, i, j)
     if not ok then return nil, M.failure(tostring(a), "callback") end
     local pushed, failure = self:push(deadline)
     local want

@@ -128,7 +128,9 @@ function M.wrap(transport, ctx, opts)
     driver = driver.new(conn, transport, limit_option(opts, "idle_timeout")),
     transport = transport,
     inbuf = "",               -- plaintext received, not yet returned
-    retry = nil,              -- plaintext OpenSSL holds half written
+    retry = nil,              -- the string OpenSSL holds half written: bytes
+    retry_from = 0,           -- retry_from to retry_to of it (offsets, no copies)
+    retry_to = 0,
     reader = nil,             -- the coroutine receiving now
     timeout = opts.timeout,
     deadline = opts.deadline,
@@ -233,9 +235,10 @@ end
 local function finish_write(self, deadline)
   local drv = self.driver
   while self.retry do
-    local n, message, code = drv:drive(deadline, "write", false, self.retry)
+    local n, message, code = drv:drive(deadline, "write", false, self.retry, self.retry_from, self.retry_to)
     if not n then return fail(self, write_failure(message, code)) end
-    self.retry = n < #self.retry and self.retry:sub(n + 1) or nil
+    self.retry_from = self.retry_from + n
+    if self.retry_from > self.retry_to then self.retry = nil end
   end
   local ok, failure = drv:flush(deadline)
   if not ok then return fail(self, failure) end
@@ -256,9 +259,9 @@ local function as_writer(self, deadline, fn, ...)
   end
   local outer = drv.writer
   drv.writer = me
-  local results = table.pack(fn(self, deadline, ...))
+  local a, b, c, d = fn(self, deadline, ...) -- a send's results: at most four
   drv.writer = outer
-  return table.unpack(results, 1, results.n)
+  return a, b, c, d
 end
 
 --- Normalises LuaSocket's `i, j` (string.sub style) for `data`.
@@ -272,19 +275,18 @@ end
 
 --- The body of `send`, run as the stream's writer.
 local function send_span(self, deadline, data, i, j)
-  local ok, message, code = handshake(self, deadline)
+  local ok, message, code = true, nil, nil
+  if not self.handshake_flushed then ok, message, code = handshake(self, deadline) end
+  -- finish_write ends with a flush: each record below goes into an empty
+  -- network end, whole
   if ok then ok, message, code = finish_write(self, deadline) end
   if not ok then return nil, message, code, i - 1 end
-  local pos, drv = i, self.driver
+  local pos = i
   while pos <= j do
-    local last = math.min(pos + CHUNK - 1, j)
-    -- room first, so the record goes into the network end whole
-    local flushed, failure = drv:flush(deadline)
-    if not flushed then
-      local _, m, c = fail(self, failure)
-      return nil, m, c, pos - 1
-    end
-    self.retry = data:sub(pos, last) -- from here on, the stream owes these bytes
+    local last = pos + CHUNK - 1
+    if last > j then last = j end
+    -- from here on, the stream owes these bytes
+    self.retry, self.retry_from, self.retry_to = data, pos, last
     pos = last + 1
     ok, message, code = finish_write(self, deadline)
     if not ok then return nil, message, code, pos - 1 end
@@ -340,9 +342,9 @@ local function as_reader(self, fn, ...)
     error("receive: another coroutine is receiving from this stream (receive from one at a time)", 3)
   end
   self.reader = me
-  local results = table.pack(fn(self, ...))
+  local a, b, c, d = fn(self, ...) -- a receive's results: at most four
   self.reader = reader ~= me and nil or reader
-  return table.unpack(results, 1, results.n)
+  return a, b, c, d
 end
 
 --- A failed receive: the bytes gathered stay buffered after a timeout (the

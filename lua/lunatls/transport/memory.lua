@@ -35,6 +35,14 @@ function Queue:push(data)
 end
 
 function Queue:pop(max)
+  local first, next_chunk = self.chunks[self.first], self.chunks[self.first + 1]
+  -- the common case: one whole chunk is all there is (or all that fits), no copy
+  if self.offset == 0 and #first <= max and (not next_chunk or #first + #next_chunk > max) then
+    self.chunks[self.first] = nil
+    self.first = self.first + 1
+    self.size = self.size - #first
+    return first
+  end
   local parts, got = {}, 0
   while got < max and self.first <= self.last do
     local chunk = self.chunks[self.first]
