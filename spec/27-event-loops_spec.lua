@@ -73,13 +73,8 @@ local function listen()
   return listener, tonumber(port)
 end
 
--- Under valgrind a luv-backed wait can hang (no timer armed; issue 10,
--- spec/helpers/robust.lua): the luv module's tests run everywhere else.
-local skip_luv = os.getenv("LUNATLS_SANITIZER") == "valgrind"
-
 for _, name in ipairs { "cqueues", "luv" } do
-  local describe_loop = (name == "luv" and skip_luv) and pending or describe
-  describe_loop("lunatls.transport." .. name, function()
+  describe("lunatls.transport." .. name, function()
     local module, run, accept, close_listener, sleep = LOOPS[name]()
 
     local function connect(port, ctx, opts)

@@ -506,12 +506,18 @@ function LuvBackend:poll(limit)
   local wait = CLOSED_SCAN
   if limit then wait = math.min(wait, math.max(0, limit - now)) end
   if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
-  local ms = math.ceil(wait * 1000)
+  local ms = math.max(1, math.ceil(wait * 1000))
   self.tick = self.tick or uv.new_timer()
-  if not self.tick:start(ms, 0, function() end) then
+  -- The timer repeats: uv.run("once") runs the timers that are due before
+  -- it polls, then polls without a time limit if none is left. A one-shot
+  -- timer already due (its wait over, or the loop's clock stale after long
+  -- Lua work: valgrind, gcstress) fired there and left the poll waiting for
+  -- I/O that might never come; a repeating one is armed again first.
+  uv.update_time()
+  if not self.tick:start(ms, ms, function() end) then
     -- an unusable timer would let uv.run wait forever: take a new one
     self.tick = uv.new_timer()
-    self.tick:start(ms, 0, function() end)
+    self.tick:start(ms, ms, function() end)
   end
   self.looked = now
   uv.run("once")

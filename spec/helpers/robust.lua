@@ -48,15 +48,7 @@ if SLOWDOWN[mode] then
   end
 end
 
--- Seen once (issue 10): under gcstress, after spec/20's close tests, a
--- luv-backed scheduler's uv.run waited forever in spec/24 ("wakes a task
--- when its socket is readable"). Luv handles are now kept reachable while
--- they close (scheduler.close_handle) and an unusable timer is replaced;
--- three later runs did not hang. Seen again under valgrind (the merge of
--- issues 9-13): spec/23's "fd transport: a stalled server" waited in
--- epoll_wait with no timer armed. To keep make robust bounded meanwhile,
--- gcstress and valgrind run the default backend on select; the specs that
--- ask for luv explicitly (spec/24, spec/27) still use it.
-if mode == "gcstress" or mode == "valgrind" then
-  require("lunatls.scheduler").DEFAULT_BACKEND = "select"
-end
+-- The luv backend once hung here (under gcstress in spec/24, under valgrind
+-- in spec/23): uv.run("once") fired a timer that was already due and then
+-- polled with no limit. Fixed in lunatls.scheduler (the timer repeats);
+-- spec/24's "stale clock" test holds it.
