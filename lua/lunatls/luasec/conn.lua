@@ -265,10 +265,31 @@ function Conn:settimeout(value, mode)
   return 1.0
 end
 
---- Sends close_notify once (without waiting for the peer's) and closes the
--- socket; never blocks.
+-- At most this much of what the peer sent is read and dropped by close().
+local CLOSE_DRAIN = 1024 * 1024
+
+--- Reads and drops what the peer has sent already, without waiting. A
+-- socket closed with unread bytes makes the kernel send a reset instead of a
+-- FIN, and the peer's kernel may then drop what we sent last before the peer
+-- reads it: a TLS 1.3 server's session tickets, never read by an
+-- upload-only client, cost it the end of its upload (LuaSec loses it too).
+local function drain(self)
+  local dropped = 0
+  while dropped < CLOSE_DRAIN do
+    local ok, data = pcall(step, self, "read", READ_MAX)
+    if not ok or not data then return end
+    dropped = dropped + #data
+  end
+end
+
+--- Sends close_notify once (without waiting for the peer's), takes what
+-- the peer has sent already (see `drain`) and closes the socket; never
+-- blocks.
 function Conn:close()
-  if self.state == "done" then pcall(step, self, "shutdown") end
+  if self.state == "done" then
+    pcall(step, self, "shutdown")
+    drain(self)
+  end
   release(self)
 end
 
