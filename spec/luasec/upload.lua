@@ -14,14 +14,15 @@ function P.server(port)
   local sock = assert(server:accept())
   local conn = assert(ssl.wrap(sock, c.server_params()))
   c.out("handshake", conn:dohandshake())
-  local got, status = 0, nil
-  repeat
+  local got = 0
+  while true do
     local data, err, partial = conn:receive(65536)
-    data = data or partial
-    got = got + #data
-    status = err
-  until err
-  c.out("received", got, status)
+    got = got + #(data or partial)
+    if err then
+      c.out("received", got, err)
+      break
+    end
+  end
   conn:close()
 end
 
