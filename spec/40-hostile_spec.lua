@@ -23,21 +23,12 @@ local ATTACK_SECONDS = 2
 local ROUNDS = 3
 local RSS_SLACK = 4 * 1024 -- KiB
 
-local function read_file(path)
-  local file = io.open(path, "rb")
-  if not file then return "" end
-  local text = file:read("a")
-  file:close()
-  return text
-end
-
 -- The server's open descriptors and resident memory (KiB).
 local function usage(pid)
   local pipe = assert(io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l"))
   local fds = tonumber(pipe:read("a"))
   pipe:close()
-  local rss = tonumber(read_file("/proc/" .. pid .. "/status"):match("VmRSS:%s*(%d+)"))
-  return fds, rss
+  return fds, process.rss_kib(pid)
 end
 
 -- The first bytes of a real ClientHello (a stalled one never finishes).

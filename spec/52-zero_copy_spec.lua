@@ -90,12 +90,7 @@ describe("bio:move_to(other)", function()
 end)
 
 describe("tls.release_memory()", function()
-  local function rss_kib()
-    local file = assert(io.open("/proc/self/status"))
-    local status = file:read("a")
-    file:close()
-    return tonumber(status:match("VmRSS:%s*(%d+)"))
-  end
+  local rss_kib = require("helpers.process").rss_kib
 
   -- Under ASan or valgrind the allocator is theirs, not glibc's: only the
   -- result's type can be checked there.

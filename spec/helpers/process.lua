@@ -40,6 +40,11 @@ local function write_file(path, text)
   file:close()
 end
 
+--- The resident memory of process `pid` (default: this one), in KiB.
+function M.rss_kib(pid)
+  return tonumber(read_file("/proc/" .. (pid or "self") .. "/status"):match("VmRSS:%s*(%d+)"))
+end
+
 --- Sleeps for `seconds` (fractions allowed).
 function M.sleep(seconds)
   socket.sleep(seconds)
