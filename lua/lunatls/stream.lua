@@ -174,9 +174,9 @@ local function drive_handshake(self, deadline)
   end
 end
 
---- Runs the handshake until done; every operation starts with it.
+--- Runs the handshake until done; every operation starts with it (and has
+-- made the running task own the stream first).
 local function handshake(self, deadline)
-  scheduler.own(self)
   if not self.handshaken then
     if self.handshake_timeout and not self.handshake_deadline then
       self.handshake_deadline = gettime() + self.handshake_timeout
@@ -218,6 +218,7 @@ end
 function Stream:handshake()
   check_open(self)
   if self.dead then return self.dead:unpack() end
+  scheduler.own(self)
   return handshake(self, op_deadline(self))
 end
 
@@ -275,8 +276,7 @@ end
 
 --- The body of `send`, run as the stream's writer.
 local function send_span(self, deadline, data, i, j)
-  local ok, message, code = true, nil, nil
-  if not self.handshake_flushed then ok, message, code = handshake(self, deadline) end
+  local ok, message, code = handshake(self, deadline)
   -- finish_write ends with a flush: each record below goes into an empty
   -- network end, whole
   if ok then ok, message, code = finish_write(self, deadline) end
@@ -516,6 +516,7 @@ end
 function Stream:shutdown(wait_for_peer)
   check_open(self)
   if self.dead then return self.dead:unpack() end
+  scheduler.own(self)
   local deadline = op_deadline(self)
   local ok, message, code = handshake(self, deadline)
   if ok then ok, message, code = as_writer(self, deadline, send_close_notify) end
