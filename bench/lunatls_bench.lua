@@ -6,13 +6,19 @@
 -- BIO pairs and move the bytes through LuaSocket sockets (lunatls's own way
 -- over any transport), the `tcp_*` workloads give the SSL the socket itself
 -- (`new_conn{fd = ...}`). Both stream bulk writes in batches of 64 KiB, as
--- bench/luasec_bench.lua and bench/cqueues_bench.lua do.
+-- bench/luasec_bench.lua and bench/cqueues_bench.lua do. The `stream_*`
+-- workloads go through the stream layer users call (`tls.wrap` over a
+-- memory pipe, `lunatls.transport.memory`, in a scheduler task): bulk sends
+-- a batch of 64 KiB, then receives it with receive_some (in one task, so
+-- that no scheduler switch is counted that the C loop does not make
+-- either); msg1k sends and receives one 1 KiB message at a time.
 --
 --   lua5.4 bench/lunatls_bench.lua WORKLOAD N [FIXTURES]
 --
 -- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
 -- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 |
--- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64.
+-- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64 |
+-- stream_handshake | stream_bulk16k | stream_bulk1k | stream_bulk64 | stream_msg1k.
 -- Prints one line: RESULT impl=lunatls workload=... n=... seconds=... rate=... unit=...
 -- Time is process CPU time (os.clock) of the measured loop only.
 
@@ -30,7 +36,7 @@ if os.getenv("BENCH_GC") then collectgarbage(os.getenv("BENCH_GC")) end
 local clock = os.clock
 local HOST = "localhost"
 local SIZES = { bulk16k = 16384, bulk1k = 1024, bulk64 = 64 }
-local BATCH_BYTES = 64 * 1024 -- in flight at once over TCP
+local BATCH_BYTES = 64 * 1024 -- in flight at once over TCP, or in the memory pipe (256 KiB)
 
 local workload, n, fixtures = arg[1], tonumber(arg[2]), arg[3] or (root .. "/spec/fixtures")
 if not workload or not n or n <= 0 then
@@ -412,6 +418,90 @@ local function run_sock_bulk(name, count)
   report(name, count, t, got / t / (1024 * 1024), "MiB/s")
 end
 
+-- ---- the stream layer ----
+
+--- Runs fn in a scheduler task; raises what it raised.
+local function in_task(fn)
+  local sched = require("lunatls.scheduler").new()
+  local failure
+  sched:spawn(function()
+    local ok, err = pcall(fn)
+    if not ok then failure = err end
+  end)
+  assert(sched:run())
+  if failure then error(failure, 0) end
+end
+
+--- A client and a server stream over one memory pipe, handshaken.
+local function open_streams()
+  local a, b = require("lunatls.transport.memory").pipe()
+  local client = tls.wrap(a, client_ctx, { server_name = HOST })
+  local server = tls.wrap(b, server_ctx)
+  local sched = require("lunatls.scheduler").new()
+  sched:spawn(function() assert(server:handshake()) end)
+  sched:spawn(function() assert(client:handshake()) end)
+  assert(sched:run())
+  return client, server
+end
+
+local function run_stream_handshakes(count)
+  local t0 = clock()
+  for _ = 1, count do
+    local client, server = open_streams()
+    client:abort()
+    server:abort()
+  end
+  local t = clock() - t0
+  report("stream_handshake", count, t, count / t, "hs/s")
+end
+
+--- Receives exactly `total` bytes with receive_some, as a proxy does.
+local function receive_bytes(stream, total)
+  local got = 0
+  while got < total do
+    local data, message = stream:receive_some(65536)
+    if not data then error("receive: " .. tostring(message)) end
+    got = got + #data
+  end
+  return got
+end
+
+local function run_stream_bulk(name, count)
+  local size = SIZES[name:sub(8)]
+  local chunk = string.rep("x", size)
+  local batch = math.max(1, BATCH_BYTES // size)
+  local client, server = open_streams()
+  local t
+  in_task(function()
+    local sent, got = 0, 0
+    local t0 = clock()
+    while sent < count do
+      local this_batch = math.min(batch, count - sent)
+      for _ = 1, this_batch do assert(client:send(chunk)) end
+      sent = sent + this_batch
+      got = got + receive_bytes(server, size * this_batch)
+    end
+    t = clock() - t0
+    if got ~= size * count then error("bulk: bytes lost") end
+  end)
+  report(name, count, t, size * count / t / (1024 * 1024), "MiB/s")
+end
+
+local function run_stream_messages(count)
+  local chunk = string.rep("x", 1024)
+  local client, server = open_streams()
+  local t
+  in_task(function()
+    local t0 = clock()
+    for _ = 1, count do
+      assert(client:send(chunk))
+      assert(#server:receive(1024) == 1024)
+    end
+    t = clock() - t0
+  end)
+  report("stream_msg1k", count, t, count / t, "msg/s")
+end
+
 if workload == "handshake" then
   run_handshakes(n)
 elseif workload == "resume" then
@@ -430,6 +520,12 @@ elseif workload == "sock_handshake" then
   run_sock_handshakes(n)
 elseif workload:match("^sock_") and SIZES[workload:sub(6)] then
   run_sock_bulk(workload, n)
+elseif workload == "stream_handshake" then
+  run_stream_handshakes(n)
+elseif workload:match("^stream_") and SIZES[workload:sub(8)] then
+  run_stream_bulk(workload, n)
+elseif workload == "stream_msg1k" then
+  run_stream_messages(n)
 else
   io.stderr:write("lunatls_bench.lua: unknown workload " .. workload .. "\n")
   os.exit(2)

@@ -48,8 +48,8 @@ local PEER_WORKLOADS = {
   { name = "bulk64", full = 40000, smoke = 50, unit = "MiB/s" },
 }
 
--- The stream layer (bench/stream_bench.lua: tls.wrap over a memory pipe, in
--- a scheduler task) against the C harness doing the same OpenSSL work over
+-- The stream layer (bench/lunatls_bench.lua's stream_*: tls.wrap over a
+-- memory pipe, in a scheduler task) against the C harness doing the same OpenSSL work over
 -- BIO pairs: callgrind only (issue 11's targets, lunatls/C).
 local STREAM_WORKLOADS = {
   { name = "stream_handshake", c = "handshake", target = 0.97 },
@@ -220,7 +220,7 @@ local function timed_rounds()
     end
     if opts.smoke then -- the stream workloads are measured by callgrind only: run them once
       for _, w in ipairs(STREAM_WORKLOADS) do
-        if selected(w.name) then measure("stream", w.name, 3) end
+        if selected(w.name) then measure("lunatls", w.name, 3) end
       end
     end
     if opts.peers then
@@ -300,7 +300,7 @@ end
 
 local function print_stream_table(irs)
   print()
-  print("callgrind, the stream layer: tls.wrap over a memory pipe (bench/stream_bench.lua)")
+  print("callgrind, the stream layer: tls.wrap over a memory pipe (lunatls_bench.lua stream_*)")
   print("against the C harness over BIO pairs, instructions per operation")
   print(string.format("%-17s %14s %14s %10s  %s", "workload", "C Ir/op", "stream Ir/op", "C/stream", "target"))
   for _, w in ipairs(STREAM_WORKLOADS) do
@@ -408,7 +408,7 @@ local function main()
       if selected(w.name) then
         io.stderr:write("callgrind " .. w.name .. "\n")
         local c = irs[w.c] and irs[w.c].c or per_op("c", w.c)
-        irs[w.name] = { c = c, stream = per_op("stream", w.name) }
+        irs[w.name] = { c = c, stream = per_op("lunatls", w.name) }
       end
     end
   end
