@@ -11,11 +11,15 @@
 -- memory pipe, `lunatls.transport.memory`, in a scheduler task): bulk sends
 -- a batch of 64 KiB, then receives it with receive_some (in one task, so
 -- that no scheduler switch is counted that the C loop does not make
--- either); msg1k sends and receives one 1 KiB message at a time.
+-- either); msg1k sends and receives one 1 KiB message at a time. The
+-- `zc_*` workloads are the in-process ones without Lua strings: ciphertext
+-- moved by `bio:move_to`, plaintext read by `conn:read_into` into one Buffer.
 --
 --   lua5.4 bench/lunatls_bench.lua WORKLOAD N [FIXTURES]
 --
 -- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
+-- zc_bulk16k | zc_bulk1k | zc_bulk64 | zc_msg1k | memory_client | memory_server |
+-- tcp_memory_client | tcp_memory_server |
 -- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 |
 -- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64 |
 -- stream_handshake | stream_bulk16k | stream_bulk1k | stream_bulk64 | stream_msg1k.
@@ -143,11 +147,39 @@ local function run_resumed(count)
   report("resume", count, t, count / t, "hs/s")
 end
 
+-- Two ways an application moves the bytes in the in-process workloads:
+-- with Lua strings (`to:write(from:read())`, `conn:read()`), or without any
+-- (the `zc_*` workloads: `bio:move_to` ring to ring, `conn:read_into` one
+-- reused Buffer). Each returns its `pump(from, to)` and `read_all(conn)`.
+local function string_ways()
+  return pump, read_all
+end
+
+local function zero_copy_ways()
+  local buffer = tls.new_buffer(16384)
+  local function move(from, to)
+    if not from:move_to(to) then error("pump: peer end closed") end
+  end
+  local function read_into_all(conn)
+    local total = 0
+    while true do
+      local n, status = conn:read_into(buffer)
+      if not n then
+        if status ~= "want_read" then error("read_into: " .. tostring(status)) end
+        return total
+      end
+      total = total + n
+    end
+  end
+  return move, read_into_all
+end
+
 --- Streams count writes of one size: the client writes until its BIO pair
 -- is full (want_write); then the bytes move to the server, which reads until
 -- want_read, and the client writes the same chunk again.
-local function run_bulk(name, count)
-  local size = SIZES[name]
+local function run_bulk(name, count, ways)
+  local size = SIZES[name:gsub("^zc_", "")]
+  local move, drain = ways()
   local chunk = string.rep("x", size)
   local client, server = open_pair()
   local cnet, snet = client:bio(), server:bio()
@@ -158,14 +190,14 @@ local function run_bulk(name, count)
     if n == size then
       written = written + 1
     elseif status == "want_write" then
-      pump(cnet, snet)
-      got = got + read_all(server)
+      move(cnet, snet)
+      got = got + drain(server)
     else
       error("write: " .. tostring(n or status))
     end
   end
-  pump(cnet, snet)
-  got = got + read_all(server)
+  move(cnet, snet)
+  got = got + drain(server)
   local t = clock() - t0
   if got ~= size * count then error("bulk: bytes lost") end
   client:close()
@@ -175,7 +207,8 @@ end
 
 --- count messages of 1 KiB, each moved and read before the next is written:
 -- the cost of every call, not amortised over a stream.
-local function run_messages(count)
+local function run_messages(name, count, ways)
+  local move, drain = ways()
   local chunk = string.rep("x", 1024)
   local client, server = open_pair()
   local cnet, snet = client:bio(), server:bio()
@@ -183,14 +216,14 @@ local function run_messages(count)
   local t0 = clock()
   for _ = 1, count do
     if client:write(chunk) ~= 1024 then error("write") end
-    pump(cnet, snet)
-    got = got + read_all(server)
+    move(cnet, snet)
+    got = got + drain(server)
   end
   local t = clock() - t0
   if got ~= 1024 * count then error("msg1k: bytes lost") end
   client:close()
   server:close()
-  report("msg1k", count, t, count / t, "msg/s")
+  report(name, count, t, count / t, "msg/s")
 end
 
 --- Resident set size in bytes.
@@ -201,30 +234,26 @@ local function rss_bytes()
   return resident * 4096
 end
 
---- n idle established connections (n/2 client-server pairs), each having
--- exchanged one small message each way.
-local function run_memory(count)
-  local pairs_count = count // 2
-  local conns = {}
-  collectgarbage("collect")
-  local rss0, lua0 = rss_bytes(), collectgarbage("count") * 1024
-  for i = 1, pairs_count do
-    local client, server = open_pair()
-    local cnet, snet = client:bio(), server:bio()
-    assert(client:write("ping") == 4)
-    pump(cnet, snet)
-    assert(read_all(server) == 4)
-    assert(server:write("pong") == 4)
-    pump(snet, cnet)
-    assert(read_all(client) == 4)
-    conns[2 * i - 1], conns[2 * i] = client, server
-  end
-  collectgarbage("collect")
-  local rss1, lua1 = rss_bytes(), collectgarbage("count") * 1024
-  local total = pairs_count * 2
-  print(string.format("RESULT impl=lunatls workload=memory n=%d rss_per_conn=%.0f lua_per_conn=%.0f unit=B",
-    total, (rss1 - rss0) / total, (lua1 - lua0) / total))
-  for _, conn in ipairs(conns) do conn:close() end
+-- The socket of each fd-mode connection the memory workloads keep.
+local sockets = setmetatable({}, { __mode = "k" })
+
+--- Closes a connection end (and its socket, over TCP).
+local function close_end(conn)
+  conn:close()
+  if sockets[conn] then sockets[conn]:close() end
+end
+
+--- One idle established pair: a handshake, then one small message each way.
+local function idle_pair()
+  local client, server = open_pair()
+  local cnet, snet = client:bio(), server:bio()
+  assert(client:write("ping") == 4)
+  pump(cnet, snet)
+  assert(read_all(server) == 4)
+  assert(server:write("pong") == 4)
+  pump(snet, cnet)
+  assert(read_all(client) == 4)
+  return client, server
 end
 
 -- ---- over loopback TCP (fd mode) ----
@@ -281,6 +310,58 @@ local function run_tcp_handshakes(count)
   local t = clock() - t0
   listener:close()
   report("tcp_handshake", count, t, count / t, "hs/s")
+end
+
+--- Reads (fd mode, nonblocking socket) until `size` bytes arrived and
+-- nothing more waits, as an event loop's reader does before it sleeps.
+local function tcp_read_exactly(conn, size)
+  local got = 0
+  for _ = 1, 100000 do
+    local data, status = conn:read()
+    if data then got = got + #data
+    elseif status ~= "want_read" then error("read: " .. tostring(status))
+    elseif got >= size then return end
+  end
+  error("read: nothing arrives")
+end
+
+--- The TCP (fd mode) counterpart of idle_pair.
+local tcp_idle_listener
+local function tcp_idle_pair()
+  tcp_idle_listener = tcp_idle_listener or tcp_listener()
+  local csock, ssock = tcp_pair(tcp_idle_listener)
+  local client = client_ctx:new_conn { server_name = HOST, fd = csock }
+  local server = server_ctx:new_conn { fd = ssock }
+  tcp_handshake(client, server)
+  assert(client:write("ping") == 4)
+  tcp_read_exactly(server, 4)
+  assert(server:write("pong") == 4)
+  tcp_read_exactly(client, 4)
+  sockets[client], sockets[server] = csock, ssock
+  return client, server
+end
+
+--- `count` idle established connection ends, made by `make_pair` (in
+-- process, or over loopback TCP): `keep` "both" (count/2 client-server
+-- pairs), or only the "client" or the "server" end of `count` pairs (the
+-- other end closed at once, its memory reused by the next pair): what one
+-- end of each kind costs.
+local function run_memory(name, count, keep, make_pair)
+  local conns = {}
+  collectgarbage("collect")
+  local rss0, lua0 = rss_bytes(), collectgarbage("count") * 1024
+  local pairs_count = keep == "both" and count // 2 or count
+  for _ = 1, pairs_count do
+    local client, server = make_pair()
+    if keep == "client" then close_end(server) else conns[#conns + 1] = server end
+    if keep == "server" then close_end(client) else conns[#conns + 1] = client end
+  end
+  collectgarbage("collect")
+  local rss1, lua1 = rss_bytes(), collectgarbage("count") * 1024
+  local total = #conns
+  print(string.format("RESULT impl=lunatls workload=%s n=%d rss_per_conn=%.0f lua_per_conn=%.0f unit=B",
+    name, total, (rss1 - rss0) / total, (lua1 - lua0) / total))
+  for _, conn in ipairs(conns) do close_end(conn) end
 end
 
 --- Streams count writes of one size: the client writes a batch of up to
@@ -507,11 +588,19 @@ if workload == "handshake" then
 elseif workload == "resume" then
   run_resumed(n)
 elseif SIZES[workload] then
-  run_bulk(workload, n)
+  run_bulk(workload, n, string_ways)
+elseif workload:match("^zc_") and SIZES[workload:sub(4)] then
+  run_bulk(workload, n, zero_copy_ways)
 elseif workload == "msg1k" then
-  run_messages(n)
+  run_messages(workload, n, string_ways)
+elseif workload == "zc_msg1k" then
+  run_messages(workload, n, zero_copy_ways)
 elseif workload == "memory" then
-  run_memory(n)
+  run_memory(workload, n, "both", idle_pair)
+elseif workload == "memory_client" or workload == "memory_server" then
+  run_memory(workload, n, workload:sub(8), idle_pair)
+elseif workload == "tcp_memory_client" or workload == "tcp_memory_server" then
+  run_memory(workload, n, workload:sub(12), tcp_idle_pair)
 elseif workload == "tcp_handshake" then
   run_tcp_handshakes(n)
 elseif workload:match("^tcp_") and SIZES[workload:sub(5)] then

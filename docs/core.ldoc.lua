@@ -51,6 +51,11 @@ function core.load_certificates(source) end
 -- @treturn boolean whether the allocator gave memory back to the system
 function core.release_memory() end
 
+--- A Buffer of `capacity` bytes (1 to 2^30) for `Conn:read_into` (C: `buffer_new`, src/buffer.c).
+-- @tparam integer capacity
+-- @treturn Buffer an empty buffer
+function core.new_buffer(capacity) end
+
 --- The version of lunatls (the VERSION file, passed with -DLUNATLS_VERSION).
 core._VERSION = "0.2.0"
 
@@ -83,10 +88,20 @@ function Conn:do_handshake() end
 -- @return data, or nil, status, or nil, message, code
 function Conn:read(max) end
 
+--- Reads decrypted data into a Buffer instead of a new string (C:
+-- `conn_read_into`): the records that are here, up to `max` (default: the
+-- buffer's capacity), replace what `buffer` held; after a failure it holds
+-- nothing. For programs that forward or count what they read.
+-- @tparam Buffer buffer
+-- @tparam[opt] integer max
+-- @return bytes read, or nil, status, or nil, message, code
+function Conn:read_into(buffer, max) end
+
 --- Writes data (C: `conn_write`; `SSL_write_ex`). After a short count the next
 -- write must begin with the bytes not taken.
 -- With `i`, `j`: `data:sub(i, j)` without copying it (`conn:write(data, taken + 1)` retries).
--- @tparam string data
+-- `data` may be a Buffer: what it holds is written, without a string.
+-- @tparam string|Buffer data
 -- @tparam[opt] integer i
 -- @tparam[opt] integer j
 -- @return bytes taken, or nil, status, or nil, message, code
@@ -255,6 +270,25 @@ function Certificate:public_key() end
 
 --- The signature algorithm's name, `"ecdsa-with-SHA256"` (C: `cert_signature_algorithm`).
 function Certificate:signature_algorithm() end
+
+--- lunatls.Buffer: a fixed block of memory that `Conn:read_into` fills and
+-- `Conn:write`/`BIO:write` send from (src/buffer.c). `#buffer` is the bytes it holds.
+-- @type Buffer
+local Buffer = {}
+
+--- What it holds, or its part from `i` to `j` (string.sub's positions), as a string.
+-- @tparam[opt] integer i
+-- @tparam[opt] integer j
+function Buffer:tostring(i, j) end
+
+--- The bytes it holds (also `#buffer`).
+function Buffer:len() end
+
+--- The bytes it can hold.
+function Buffer:capacity() end
+
+--- Holds nothing from now on (its memory is kept).
+function Buffer:clear() end
 
 --- lunatls.Session: a TLS session to resume (src/session.c).
 -- @type Session

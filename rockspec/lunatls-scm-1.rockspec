@@ -27,7 +27,7 @@ build = {
   modules = {
     ["lunatls.core"] = {
       sources = {
-        "src/binding.c", "src/bio.c", "src/callback.c", "src/conn.c", "src/context.c",
+        "src/binding.c", "src/bio.c", "src/buffer.c", "src/callback.c", "src/conn.c", "src/context.c",
         "src/core.c", "src/errors.c", "src/hello.c", "src/options.c", "src/pair.c",
         "src/revocation.c", "src/session.c", "src/source.c", "src/tickets.c", "src/x509.c",
       },

@@ -7,7 +7,7 @@ local pair = require "helpers.pair"
 local bad_argument = pair.assert_bad_argument
 
 local CONN_METHODS = {
-  "do_handshake", "read", "write", "shutdown", "set_connect_state", "set_accept_state",
+  "do_handshake", "read", "read_into", "write", "shutdown", "set_connect_state", "set_accept_state",
   "key_update", "version", "cipher", "alpn_selected", "server_name", "peer_certificate",
   "peer_chain", "verify_result", "session", "session_reused", "export_keying_material",
   "pending", "bio",
@@ -58,11 +58,22 @@ describe("arguments", function()
       bad_argument(function() conn:read(1.5) end, 1, "read", "number has no integer representation")
     end)
 
-    it("write(data) needs a string", function()
+    it("write(data) needs a string or a Buffer", function()
       local conn = new_client()
-      bad_argument(function() conn:write() end, 1, "write", "string expected, got no value")
-      bad_argument(function() conn:write({}) end, 1, "write", "string expected, got table")
-      bad_argument(function() conn:write(false) end, 1, "write", "string expected, got boolean")
+      bad_argument(function() conn:write() end, 1, "write", "string or lunatls.Buffer expected, got no value")
+      bad_argument(function() conn:write({}) end, 1, "write", "string or lunatls.Buffer expected, got table")
+      bad_argument(function() conn:write(false) end, 1, "write", "string or lunatls.Buffer expected, got boolean")
+      bad_argument(function() conn:write(tls.new_bio_pair()) end, 1, "write",
+        "string or lunatls.Buffer expected, got lunatls.BIO")
+    end)
+
+    it("read_into(buffer[, max]) needs a Buffer and a positive max", function()
+      local conn = new_client()
+      local buffer = tls.new_buffer(10)
+      bad_argument(function() conn:read_into() end, 1, "read_into", "lunatls.Buffer expected, got no value")
+      bad_argument(function() conn:read_into("x") end, 1, "read_into", "lunatls.Buffer expected, got string")
+      bad_argument(function() conn:read_into(buffer, 0) end, 2, "read_into", "max must be positive")
+      bad_argument(function() conn:read_into(buffer, "lots") end, 2, "read_into", "number expected, got string")
     end)
 
     it("export_keying_material checks label, length and context", function()

@@ -309,75 +309,91 @@ end)
 
 -- ---- 3: a failure after data is kept, with its real code -------------------------
 
+-- Each way of reading must keep the failure: conn:read, and conn:read_into,
+-- which fills a Buffer instead of making a string.
+local READERS = {
+  { name = "read", read = function(conn, max) return conn:read(max) end },
+  { name = "read_into", read = function(conn, max)
+      local buffer = tls.new_buffer(max or 16384)
+      local n, message, code = conn:read_into(buffer)
+      if not n then return n, message, code end
+      assert.equal(n, #buffer)
+      return buffer:tostring()
+    end },
+}
+
 describe("several records in one delivery", function()
   for _, version in ipairs(VERSIONS) do
-    local function connected()
-      return pair.new {
-        client_ctx = pair.client_context { max_version = version },
-        server_ctx = pair.server_context { max_version = version },
-      }:connect()
-    end
-
-    it(version .. ": data then a fatal alert: the data, then the alert, then the alert again", function()
-      local p = connected()
-      p:pump()
-      p.client.conn:read() -- TLS 1.3 tickets
-      assert.equal(5, p.server.conn:write("hello"))
-      local data = p.server.net:read()
-      p.server.net:write("\23\3\3\0\5junk!") -- garbage to the server ...
-      local _, _, code = p.server.conn:read() -- ... which fails and sends an alert
-      assert.equal("protocol", code)
-      local alert = p.server.net:read()
-      assert.is_truthy(alert)
-      p.client.net:read() -- drop what the client had queued
-      p.client.net:write(data .. alert)
-      assert.equal("hello", p.client.conn:read())
-      local ok, message, code2 = p.client.conn:read()
-      assert.is_nil(ok)
-      assert.equal("protocol", code2)
-      assert.matches("alert", message)
-      assert.same({ nil, message, code2 }, { p.client.conn:read() })
-      assert.same({ nil, message, code2 }, { p.client.conn:write("x") })
-    end)
-
-    it(version .. ": data then a tampered record: the data, then the real failure", function()
-      local p = connected()
-      p:pump()
-      p.client.conn:read()
-      p.server.conn:write("first")
-      local first = p.server.net:read()
-      p.server.conn:write("second")
-      local second = p.server.net:read()
-      local flipped = second:sub(1, -2) .. string.char(second:byte(-1) ~ 1)
-      p.client.net:write(first .. flipped)
-      assert.equal("first", p.client.conn:read())
-      local ok, message, code = p.client.conn:read()
-      assert.is_nil(ok)
-      assert.equal("protocol", code, message)
-      assert.are_not.equal("eof", code)
-      assert.same({ nil, message, code }, { p.client.conn:read() })
-    end)
-
-    it(version .. ": a read gathering more than one record keeps the failure too", function()
-      local p = pair.new {
-        client_ctx = pair.client_context { max_version = version },
-        server_ctx = pair.server_context { max_version = version },
-        client_size = 1 << 20,
-      }:connect()
-      p:pump()
-      p.client.conn:read()
-      local parts = {}
-      for i = 1, 3 do
-        assert.equal(16384, p.server.conn:write(("%d"):format(i):rep(16384)))
-        parts[i] = p.server.net:read()
+    for _, reader in ipairs(READERS) do
+      local read = reader.read
+      local function connected()
+        return pair.new {
+          client_ctx = pair.client_context { max_version = version },
+          server_ctx = pair.server_context { max_version = version },
+        }:connect()
       end
-      parts[3] = parts[3]:sub(1, -2) .. string.char(parts[3]:byte(-1) ~ 1)
-      assert.equal(#table.concat(parts), p.client.net:write(table.concat(parts)))
-      assert.equal(("1"):rep(16384) .. ("2"):rep(16384), p.client.conn:read(1 << 20))
-      local ok, message, code = p.client.conn:read(1 << 20)
-      assert.is_nil(ok)
-      assert.equal("protocol", code, message)
-    end)
+
+      it(version .. ", " .. reader.name .. ": data then a fatal alert: the data, then the alert, twice", function()
+        local p = connected()
+        p:pump()
+        read(p.client.conn) -- TLS 1.3 tickets
+        assert.equal(5, p.server.conn:write("hello"))
+        local data = p.server.net:read()
+        p.server.net:write("\23\3\3\0\5junk!") -- garbage to the server ...
+        local _, _, code = p.server.conn:read() -- ... which fails and sends an alert
+        assert.equal("protocol", code)
+        local alert = p.server.net:read()
+        assert.is_truthy(alert)
+        p.client.net:read() -- drop what the client had queued
+        p.client.net:write(data .. alert)
+        assert.equal("hello", read(p.client.conn))
+        local ok, message, code2 = read(p.client.conn)
+        assert.is_nil(ok)
+        assert.equal("protocol", code2)
+        assert.matches("alert", message)
+        assert.same({ nil, message, code2 }, { read(p.client.conn) })
+        assert.same({ nil, message, code2 }, { p.client.conn:write("x") })
+      end)
+
+      it(version .. ", " .. reader.name .. ": data then a tampered record: the data, then the real failure", function()
+        local p = connected()
+        p:pump()
+        read(p.client.conn)
+        p.server.conn:write("first")
+        local first = p.server.net:read()
+        p.server.conn:write("second")
+        local second = p.server.net:read()
+        local flipped = second:sub(1, -2) .. string.char(second:byte(-1) ~ 1)
+        p.client.net:write(first .. flipped)
+        assert.equal("first", read(p.client.conn))
+        local ok, message, code = read(p.client.conn)
+        assert.is_nil(ok)
+        assert.equal("protocol", code, message)
+        assert.are_not.equal("eof", code)
+        assert.same({ nil, message, code }, { read(p.client.conn) })
+      end)
+
+      it(version .. ", " .. reader.name .. ": a read gathering more than one record keeps the failure too", function()
+        local p = pair.new {
+          client_ctx = pair.client_context { max_version = version },
+          server_ctx = pair.server_context { max_version = version },
+          client_size = 1 << 20,
+        }:connect()
+        p:pump()
+        read(p.client.conn)
+        local parts = {}
+        for i = 1, 3 do
+          assert.equal(16384, p.server.conn:write(("%d"):format(i):rep(16384)))
+          parts[i] = p.server.net:read()
+        end
+        parts[3] = parts[3]:sub(1, -2) .. string.char(parts[3]:byte(-1) ~ 1)
+        assert.equal(#table.concat(parts), p.client.net:write(table.concat(parts)))
+        assert.equal(("1"):rep(16384) .. ("2"):rep(16384), read(p.client.conn, 1 << 20))
+        local ok, message, code = read(p.client.conn, 1 << 20)
+        assert.is_nil(ok)
+        assert.equal("protocol", code, message)
+      end)
+    end
   end
 end)
 
@@ -403,7 +419,7 @@ describe("callbacks", function()
     assert.matches("internal error", message)
   end)
 
-  local CHANGES_STATE = { do_handshake = true, read = true, write = true, shutdown = true, close = true,
+  local CHANGES_STATE = { do_handshake = true, read = true, read_into = true, write = true, shutdown = true, close = true,
                           set_connect_state = true, set_accept_state = true, key_update = true,
                           set_context = true, verify_client_post_handshake = true }
 

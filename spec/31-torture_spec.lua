@@ -17,9 +17,9 @@ local check = require "check"
 
 local API = {
   module = { "new_context", "new_bio_pair", "import_session", "wrap", "connect", "accept",
-             "_VERSION", "OPENSSL_VERSION", "load_certificates", "release_memory" },
+             "_VERSION", "OPENSSL_VERSION", "load_certificates", "release_memory", "new_buffer" },
   ["lunatls.Context"] = { "new_conn", "mode" },
-  ["lunatls.Conn"] = { "do_handshake", "read", "write", "shutdown", "close", "set_connect_state",
+  ["lunatls.Conn"] = { "do_handshake", "read", "read_into", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
                        "session_reused", "export_keying_material", "pending", "bio",
@@ -27,6 +27,7 @@ local API = {
                       "verify_client_post_handshake", "ocsp_status" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close", "move_to" },
+  ["lunatls.Buffer"] = { "tostring", "len", "capacity", "clear" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
                               "serial", "fingerprint", "pem", "public_key", "signature_algorithm" },
   ["lunatls.Session"] = { "export", "is_resumable", "protocol" },
@@ -97,6 +98,7 @@ local function objects()
     ["lunatls.Certificate"] = assert(p.client.conn:peer_certificate()),
     ["lunatls.Session"] = assert(p.client.conn:session()),
     ["lunatls.Stream"] = stream,
+    ["lunatls.Buffer"] = tls.new_buffer(64),
     keep = { p, b },
   }
 end
@@ -126,6 +128,7 @@ local function hostile_values()
     { "context", o["lunatls.Context"] }, { "conn", o["lunatls.Conn"] }, { "closed conn", closed_conn },
     { "bio", o["lunatls.BIO"] }, { "closed bio", closed_bio }, { "certificate", o["lunatls.Certificate"] },
     { "session", o["lunatls.Session"] }, { "stream", o["lunatls.Stream"] },
+    { "buffer", o["lunatls.Buffer"] },
   }, o
 end
 
@@ -174,7 +177,7 @@ describe("every entry called with every wrong value", function()
     -- plausible arguments for the positions not being tortured
     local defaults = {
       new_context = { { mode = "client", verify = "none" } }, new_bio_pair = { 100 }, import_session = { "x" },
-      load_certificates = { "x" }, release_memory = {},
+      load_certificates = { "x" }, release_memory = {}, new_buffer = { 64 },
       wrap = { (memory.pipe()), pair.client_context(), {} },
       connect = { "127.0.0.1", 1, pair.client_context() }, -- port 1: refused at once
       accept = { listener, pair.server_context(), { timeout = 0.01 } },

@@ -1,6 +1,7 @@
 -- Moving bytes without copying them into Lua strings: write(data, i, j) on
 -- connections and BIO ends (a retry after a partial write names the rest
--- of the same string), and bio:move_to(other) from one BIO end to another.
+-- of the same string), bio:move_to(other) from one BIO end to another, and
+-- conn:read_into(buffer) with the Buffer it fills (sent on by write).
 
 local tls = require "lunatls"
 local pair = require "helpers.pair"
@@ -86,6 +87,123 @@ describe("bio:move_to(other)", function()
     p.client.conn:write("over move_to")
     p.client.net:move_to(p.server.net)
     assert.equal("over move_to", p.server.conn:read())
+  end)
+end)
+
+describe("tls.new_buffer(capacity)", function()
+  it("is empty, with the capacity asked for", function()
+    local buffer = tls.new_buffer(100)
+    assert.equal(0, #buffer)
+    assert.equal(0, buffer:len())
+    assert.equal(100, buffer:capacity())
+    assert.equal("", buffer:tostring())
+    assert.matches("^lunatls.Buffer: 0x%x+ %(0 of 100 bytes%)$", tostring(buffer))
+  end)
+
+  it("refuses a capacity out of range", function()
+    for _, capacity in ipairs { 0, -1, (1 << 30) + 1, math.maxinteger } do
+      pair.assert_bad_argument(function() tls.new_buffer(capacity) end, 1, "new_buffer",
+        "capacity must be between 1 and 1073741824")
+    end
+    pair.assert_bad_argument(function() tls.new_buffer("big") end, 1, "new_buffer", "number expected, got string")
+  end)
+end)
+
+describe("conn:read_into(buffer)", function()
+  local function connected()
+    local p = pair.new { client_size = 1 << 20, server_size = 1 << 20 }:connect()
+    p:pump()
+    p.client.conn:read() -- TLS 1.3 tickets
+    return p
+  end
+
+  --- The server writes each part as its own record; all reach the client.
+  local function deliver(p, parts)
+    for _, part in ipairs(parts) do assert.equal(#part, p.server.conn:write(part)) end
+    p.server.net:move_to(p.client.net)
+  end
+
+  it("fills the buffer with the records that are here, replacing what it held", function()
+    local p = connected()
+    local buffer = tls.new_buffer(16384)
+    deliver(p, { "one", "two", "three" })
+    assert.equal(11, p.client.conn:read_into(buffer))
+    assert.equal("onetwothree", buffer:tostring())
+    assert.equal("two", buffer:tostring(4, 6))
+    assert.equal("three", buffer:tostring(-5))
+    deliver(p, { "four" })
+    assert.equal(4, p.client.conn:read_into(buffer))
+    assert.equal("four", buffer:tostring())
+    assert.same({ nil, "want_read" }, { p.client.conn:read_into(buffer) })
+    assert.equal(0, #buffer)
+  end)
+
+  it("stops at its capacity, or at max, and the rest waits", function()
+    local p = connected()
+    local buffer = tls.new_buffer(10)
+    local data = ("0123456789"):rep(5000) -- 50 KB: four records
+    assert.equal(#data, p.server.conn:write(data))
+    p.server.net:move_to(p.client.net)
+    local got = {}
+    assert.equal(4, p.client.conn:read_into(buffer, 4))
+    got[1] = buffer:tostring()
+    while true do
+      local n, status = p.client.conn:read_into(buffer)
+      if not n then
+        assert.equal("want_read", status)
+        break
+      end
+      assert.is_true(n <= 10)
+      got[#got + 1] = buffer:tostring()
+    end
+    assert.equal(data, table.concat(got))
+  end)
+
+  it("returns the close_notify as closed, like read", function()
+    local p = connected()
+    local buffer = tls.new_buffer(100)
+    deliver(p, { "last words" })
+    p.server.conn:shutdown()
+    p.server.net:move_to(p.client.net)
+    assert.equal(10, p.client.conn:read_into(buffer))
+    assert.same({ nil, "closed" }, { p.client.conn:read_into(buffer) })
+  end)
+
+  it("forwards what it read through write(buffer, i, j) without a string", function()
+    local front, back = connected(), connected()
+    local buffer = tls.new_buffer(16384)
+    local data = ("forward me "):rep(3000) -- 33 KB
+    assert.equal(#data, front.server.conn:write(data))
+    front.server.net:move_to(front.client.net)
+    local got = {}
+    while true do
+      local n = front.client.conn:read_into(buffer)
+      if not n then break end
+      -- the relay writes the buffer in two parts, positions as string.sub's
+      local half = n // 2
+      assert.equal(half, back.client.conn:write(buffer, 1, half))
+      assert.equal(n - half, back.client.conn:write(buffer, half + 1))
+      back.client.net:move_to(back.server.net)
+      got[#got + 1] = back.server.conn:read(1 << 20)
+    end
+    assert.equal(data, table.concat(got))
+    assert.equal(0, #buffer) -- the last read_into found nothing
+    assert.equal(3, front.server.conn:write("end"))
+    front.server.net:move_to(front.client.net)
+    assert.equal(3, front.client.conn:read_into(buffer))
+    local a, b = tls.new_bio_pair()
+    assert.equal(3, a:write(buffer)) -- a BIO end takes a Buffer too
+    assert.equal("end", b:read())
+  end)
+
+  it("clear() empties it: a write of it then sends nothing", function()
+    local p = connected()
+    local buffer = tls.new_buffer(100)
+    deliver(p, { "abc" })
+    assert.equal(3, p.client.conn:read_into(buffer))
+    buffer:clear()
+    assert.equal(0, #buffer)
+    assert.equal(0, p.client.conn:write(buffer))
   end)
 end)
 

@@ -18,7 +18,9 @@
 #define READ_CHUNK (16 * 1024)
 
 lunatls_BIO *lunatls_checkbio(lua_State *L, int idx) {
-    return (lunatls_BIO *)lunatls_checkopen(L, idx, LUNATLS_BIO);
+    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkclass(L, idx, UPV_BIO_CLASS, LUNATLS_BIO);
+    if (b->bio == NULL) luaL_error(L, "attempt to use a closed %s", LUNATLS_BIO);
+    return b;
 }
 
 /* Pushes a BIO object that takes over one reference to bio. */
@@ -148,12 +150,12 @@ static int bio_move_to(lua_State *L) {
         if ((lua_Integer)want > max - moved) want = (int)(max - moved);
         if ((n = BIO_write(to->bio, p, want)) <= 0) { /* full (retry), or shut down */
             closed = !BIO_should_retry(to->bio);
+            if (closed) ERR_clear_error(); /* what the shut-down end queued */
             break;
         }
         BIO_nread(from->bio, &p, n); /* what the other end took, and no more */
         moved += n;
     }
-    ERR_clear_error();
     if (moved == 0 && closed) {
         luaL_pushfail(L);
         lunatls_pushword(L, UPV_CLOSED);

@@ -79,14 +79,6 @@ static void keep_late_failure(lua_State *L, lunatls_Conn *c, int ssl_error, cons
 
 /* ---- calling into OpenSSL ---- */
 
-/* Empties the thread's OpenSSL error queue, so that SSL_get_error and
- * errors.c see only what the next call queues. ERR_clear_error wipes every
- * slot of the queue (~400 instructions); peeking first costs a fifth of
- * that when the queue is already empty, as it nearly always is. */
-static void clear_errors(void) {
-    if (ERR_peek_error() != 0) ERR_clear_error();
-}
-
 static int busy_error(lua_State *L) {
     return luaL_error(L, "%s is busy: called from one of its own callbacks", LUNATLS_CONN);
 }
@@ -105,7 +97,7 @@ lunatls_Conn *lunatls_checkconn_idle(lua_State *L) {
  * the method's self, already checked (lunatls_checkconn_idle). */
 static void enter_call(lua_State *L, lunatls_Conn *c) {
     c->L = L;
-    clear_errors();
+    lunatls_clear_errors();
     errno = 0;
 }
 
@@ -355,6 +347,18 @@ static void release_idle_buffers(lunatls_Conn *c) {
     if (!more_buffered(c)) SSL_free_buffers(c->ssl);
 }
 
+/* The results of a read (read, read_into) whose first SSL_read_ex failed:
+ * usually "want_read", the connection idle (asked once: SSL_get_error
+ * costs ~250 instructions); else the failure. */
+static int nothing_read(lua_State *L, lunatls_Conn *c) {
+    end_call(L, c, "read", 0);
+    if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) {
+        release_idle_buffers(c);
+        return lunatls_push_status(L, UPV_WANT_READ, STATUS_SECOND);
+    }
+    return io_failure(L, c, 0, "read", STATUS_SECOND);
+}
+
 /* Reads records into p until room is full or a read fails; then *stopped
  * is its SSL_get_error (its error still queued, for keep_late_failure).
  * Returns the bytes read. */
@@ -415,11 +419,7 @@ static int conn_read(lua_State *L) {
     if (c->failed) return repeat_failure(L);
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
-    if (!SSL_read_ex(c->ssl, buf, limit, &n)) {
-        end_call(L, c, "read", 0);
-        if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) release_idle_buffers(c);
-        return io_failure(L, c, 0, "read", STATUS_SECOND);
-    }
+    if (!SSL_read_ex(c->ssl, buf, limit, &n)) return nothing_read(L, c);
     if ((lua_Integer)n < max && more_buffered(c)) {
         /* More records wait: gather them while max allows. */
         n += read_more(c, buf + n, limit - n, &stopped);
@@ -432,6 +432,30 @@ static int conn_read(lua_State *L) {
     end_call(L, c, "read", 1);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     lua_pushlstring(L, buf, n);
+    return 1;
+}
+
+/* conn:read_into(buffer[, max]) -> bytes read, or nil, status, or nil,
+ * message, code. conn:read without a Lua string: the records that are
+ * here, up to max (default: the buffer's capacity), replace what buffer
+ * held. For programs that forward or count what they read (issue 11). */
+static int conn_read_into(lua_State *L) {
+    lunatls_Conn *c = lunatls_checkconn_idle(L);
+    lunatls_Buffer *b = lunatls_checkbuffer(L, 2);
+    lua_Integer max = luaL_optinteger(L, 3, (lua_Integer)b->capacity);
+    size_t limit, n = 0;
+    int stopped = SSL_ERROR_NONE;
+    luaL_argcheck(L, max > 0, 3, "max must be positive");
+    limit = (size_t)max < b->capacity ? (size_t)max : b->capacity;
+    b->len = 0;
+    if (c->failed) return repeat_failure(L);
+    enter_call(L, c);
+    if (!SSL_read_ex(c->ssl, b->bytes, limit, &n)) return nothing_read(L, c);
+    if (n < limit && more_buffered(c)) n += read_more(c, b->bytes + n, limit - n, &stopped);
+    end_call(L, c, "read", 1);
+    if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
+    b->len = n;
+    lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
 
@@ -533,7 +557,7 @@ static int conn_verify_client_post_handshake(lua_State *L) {
     luaL_argcheck(L, c->is_server, 1, "a server connection expected");
     if (!handshake_done(c))
         return lunatls_fail(L, "verify_client_post_handshake: the handshake is not done", "protocol");
-    clear_errors();
+    lunatls_clear_errors();
     SSL_set_verify(c->ssl, SSL_get_verify_mode(c->ssl) | SSL_VERIFY_PEER | SSL_VERIFY_POST_HANDSHAKE,
                    NULL);
     if (SSL_verify_client_post_handshake(c->ssl) != 1) {
@@ -763,6 +787,7 @@ void lunatls_open_conn(lua_State *L) {
     static const luaL_Reg methods[] = {
         {"do_handshake", conn_do_handshake},
         {"read", conn_read},
+        {"read_into", conn_read_into},
         {"write", conn_write},
         {"shutdown", conn_shutdown},
         {"close", conn_close},

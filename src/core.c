@@ -20,21 +20,41 @@ void *lunatls_checkopen(lua_State *L, int idx, const char *tname) {
     return p;
 }
 
-/* The self (argument 1) of a method, open: a quick test against the class's
- * metatable in the method's upvalue, instead of luaL_checkudata's registry
- * lookup by name; anything else goes the slow way, which raises the usual
- * messages. Methods run this on every call. */
-void *lunatls_checkself(lua_State *L, const char *tname) {
-    void **p = (void **)lua_touserdata(L, 1);
-    if (p != NULL && lua_getmetatable(L, 1)) {
-        int same = lua_rawequal(L, -1, lua_upvalueindex(UPV_METATABLE));
+/* Argument idx if it is a userdata of class tname, else NULL: one pointer
+ * comparison with the class's metatable, which the running method carries
+ * as upvalue upv (lunatls_newclass), instead of luaL_testudata's registry
+ * lookup by name; a function without that upvalue (lua_upvalueindex past
+ * its last one is valid and holds none) goes the slow way. Methods run
+ * this on every call. */
+void *lunatls_testclass(lua_State *L, int idx, int upv, const char *tname) {
+    void *p = lua_touserdata(L, idx);
+    if (p != NULL && lua_getmetatable(L, idx)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(upv));
         lua_pop(L, 1);
-        if (same) {
-            if (*p == NULL) luaL_error(L, "attempt to use a closed %s", tname);
-            return p;
-        }
+        if (same) return p;
     }
-    return lunatls_checkopen(L, 1, tname);
+    return luaL_testudata(L, idx, tname);
+}
+
+/* lunatls_testclass, raising luaL_checkudata's usual message otherwise. */
+void *lunatls_checkclass(lua_State *L, int idx, int upv, const char *tname) {
+    void *p = lunatls_testclass(L, idx, upv, tname);
+    return p != NULL ? p : luaL_checkudata(L, idx, tname);
+}
+
+/* The self (argument 1) of a method, open. */
+void *lunatls_checkself(lua_State *L, const char *tname) {
+    void **p = (void **)lunatls_checkclass(L, 1, UPV_METATABLE, tname);
+    if (*p == NULL) luaL_error(L, "attempt to use a closed %s", tname);
+    return p;
+}
+
+/* Empties the thread's OpenSSL error queue, so that SSL_get_error and
+ * errors.c see only what the next call queues. ERR_clear_error wipes every
+ * slot of the queue (~400 instructions); peeking first costs a fifth of
+ * that when the queue is already empty, as it nearly always is. */
+void lunatls_clear_errors(void) {
+    if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 static const char *const status_words[] = {
@@ -70,15 +90,27 @@ int lunatls_push_copy(lua_State *L, const char *s, size_t len) {
     return lua_pcall(L, 2, 1, 0) == LUA_OK;
 }
 
-/* The string at arg, or its part from i (arg + 1) to j (arg + 2) as
- * string.sub would take it (negative positions count from the end), without
- * copying: a write of the rest of a string after a partial write costs
- * nothing. *len is the part's length. */
+/* The bytes at arg (a string, or what a Buffer holds), or their part from i
+ * (arg + 1) to j (arg + 2) as string.sub would take it (negative positions
+ * count from the end), without copying: a write of the rest of a string
+ * after a partial write costs nothing. *len is the part's length. */
 const char *lunatls_check_range(lua_State *L, int arg, size_t *len) {
     size_t size;
-    const char *s = luaL_checklstring(L, arg, &size);
-    lua_Integer i = luaL_optinteger(L, arg + 1, 1), j = luaL_optinteger(L, arg + 2, -1);
-    lua_Integer n = (lua_Integer)size;
+    const char *s;
+    lunatls_Buffer *b;
+    lua_Integer i, j, n;
+    if (lua_type(L, arg) == LUA_TUSERDATA && (b = lunatls_testbuffer(L, arg)) != NULL) {
+        s = b->bytes;
+        size = b->len;
+    } else if (lua_type(L, arg) == LUA_TSTRING || lua_type(L, arg) == LUA_TNUMBER) {
+        s = lua_tolstring(L, arg, &size);
+    } else {
+        luaL_typeerror(L, arg, "string or lunatls.Buffer");
+        return NULL;
+    }
+    i = luaL_optinteger(L, arg + 1, 1);
+    j = luaL_optinteger(L, arg + 2, -1);
+    n = (lua_Integer)size;
     if (i < 0) i = i < -n ? 1 : n + i + 1;
     else if (i == 0) i = 1;
     if (j < 0) j = n + j + 1;
@@ -101,7 +133,9 @@ void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
     luaL_setfuncs(L, metamethods, 0);
     lua_newtable(L);
     lua_pushvalue(L, -2);
-    for (word = UPV_DONE; word <= UPV_COUNT; word++) lua_pushstring(L, status_words[word]);
+    for (word = UPV_DONE; word <= UPV_WANT_CERTIFICATE; word++) lua_pushstring(L, status_words[word]);
+    luaL_getmetatable(L, LUNATLS_BIO);
+    luaL_getmetatable(L, LUNATLS_BUFFER);
     luaL_setfuncs(L, methods, UPV_COUNT);
     lua_setfield(L, -2, "__index");
     lua_pushliteral(L, "locked");
@@ -131,12 +165,18 @@ LUA_API int luaopen_lunatls_core(lua_State *L);
 __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_State *L) {
     OPENSSL_init_ssl(0, NULL);
     lunatls_open_pair(L);
+    /* the classes methods take as arguments, first: lunatls_newclass gives
+     * every method their metatables as upvalues */
+    luaL_newmetatable(L, LUNATLS_BIO);
+    luaL_newmetatable(L, LUNATLS_BUFFER);
+    lua_pop(L, 2);
     lua_newtable(L);
     lunatls_open_context(L);
     lunatls_open_bio(L);
     lunatls_open_conn(L);
     lunatls_open_certificate(L);
     lunatls_open_session(L);
+    lunatls_open_buffer(L);
     lua_pushcfunction(L, release_memory);
     lua_setfield(L, -2, "release_memory");
     lua_pushliteral(L, LUNATLS_VERSION);

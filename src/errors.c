@@ -73,7 +73,7 @@ static int is_reason(unsigned long e, int reason) {
 }
 
 /* word: UPV_WANT_READ... (see lunatls_pushword) */
-static int push_status(lua_State *L, int word, lunatls_StatusStyle style) {
+int lunatls_push_status(lua_State *L, int word, lunatls_StatusStyle style) {
     if (style == STATUS_SECOND) luaL_pushfail(L);
     lunatls_pushword(L, word);
     return style == STATUS_SECOND ? 2 : 1;
@@ -214,13 +214,13 @@ int lunatls_io_result(lua_State *L, lunatls_Conn *c, int ret, const char *op,
     *fatal = 0;
     switch (SSL_get_error(c->ssl, ret)) {
     case SSL_ERROR_WANT_READ:
-        return push_status(L, UPV_WANT_READ, style);
+        return lunatls_push_status(L, UPV_WANT_READ, style);
     case SSL_ERROR_WANT_WRITE:
-        return push_status(L, UPV_WANT_WRITE, style);
+        return lunatls_push_status(L, UPV_WANT_WRITE, style);
     case SSL_ERROR_WANT_CLIENT_HELLO_CB: /* paused for conn:set_context (hello.c) */
-        return push_status(L, UPV_WANT_CERTIFICATE, style);
+        return lunatls_push_status(L, UPV_WANT_CERTIFICATE, style);
     case SSL_ERROR_ZERO_RETURN:
-        if (style == STATUS_SECOND) return push_status(L, UPV_CLOSED, style);
+        if (style == STATUS_SECOND) return lunatls_push_status(L, UPV_CLOSED, style);
         lua_pushfstring(L, "%s: the peer closed the connection (close_notify)", op);
         return lunatls_fail(L, lua_tostring(L, -1), "closed");
     case SSL_ERROR_SYSCALL:

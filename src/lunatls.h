@@ -16,6 +16,7 @@
 #define LUNATLS_BIO "lunatls.BIO"
 #define LUNATLS_CERTIFICATE "lunatls.Certificate"
 #define LUNATLS_SESSION "lunatls.Session"
+#define LUNATLS_BUFFER "lunatls.Buffer"
 
 /* lunatls.Context: an SSL_CTX. What OpenSSL's callbacks need lives with the
  * SSL_CTX itself (context.c: ContextData), so that it lasts exactly as long
@@ -102,9 +103,18 @@ typedef struct {
     SSL_SESSION *session;
 } lunatls_Session;
 
+/* lunatls.Buffer (buffer.c): capacity bytes, inline after the struct; the
+ * first len of them are what it holds. */
+typedef struct {
+    char *bytes;
+    size_t len, capacity;
+} lunatls_Buffer;
+
 /* Upvalues of every method in a class's __index table (lunatls_newclass):
  * the class's metatable, so that a method checks its self with one pointer
- * comparison, and the status words, pushed without hashing a C string. */
+ * comparison; the status words, pushed without hashing a C string; and the
+ * metatables of the classes methods take as arguments (a BIO end, a
+ * Buffer), checked the same way (lunatls_checkclass). */
 enum {
     UPV_METATABLE = 1,
     UPV_DONE,
@@ -112,7 +122,9 @@ enum {
     UPV_WANT_WRITE,
     UPV_CLOSED,
     UPV_WANT_CERTIFICATE,
-    UPV_COUNT = UPV_WANT_CERTIFICATE
+    UPV_BIO_CLASS,
+    UPV_BUFFER_CLASS,
+    UPV_COUNT = UPV_BUFFER_CLASS
 };
 
 /* How a status word is returned: handshake and shutdown give it as the first
@@ -122,6 +134,7 @@ typedef enum { STATUS_FIRST, STATUS_SECOND } lunatls_StatusStyle;
 /* errors.c */
 int lunatls_io_result(lua_State *L, lunatls_Conn *c, int ret, const char *op,
                       lunatls_StatusStyle style, int *fatal);
+int lunatls_push_status(lua_State *L, int word, lunatls_StatusStyle style);
 int lunatls_config_error(lua_State *L, const char *what, const char *detail);
 int lunatls_fail(lua_State *L, const char *message, const char *code);
 const char *lunatls_last_reason(void);
@@ -217,9 +230,17 @@ lunatls_Session *lunatls_newsession(lua_State *L);
 SSL_SESSION *lunatls_checksession(lua_State *L, int idx);
 void lunatls_open_session(lua_State *L);
 
+/* buffer.c */
+lunatls_Buffer *lunatls_testbuffer(lua_State *L, int idx);
+lunatls_Buffer *lunatls_checkbuffer(lua_State *L, int idx);
+void lunatls_open_buffer(lua_State *L);
+
 /* core.c: shared helpers for object types */
 void *lunatls_checkopen(lua_State *L, int idx, const char *tname);
+void lunatls_clear_errors(void);
 void *lunatls_checkself(lua_State *L, const char *tname);
+void *lunatls_testclass(lua_State *L, int idx, int upv, const char *tname);
+void *lunatls_checkclass(lua_State *L, int idx, int upv, const char *tname);
 void lunatls_pushword(lua_State *L, int word);
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods);
