@@ -32,7 +32,8 @@ local pkey = require "openssl.pkey"
 local store = require "openssl.x509.store"
 
 local clock = os.clock
-local SIZES = { bulk16k = 16384, bulk1k = 1024, bulk64 = 64 }
+-- msg1k: 1 KiB messages, each received before the next is sent (a batch of one)
+local SIZES = { bulk16k = 16384, bulk1k = 1024, bulk64 = 64, msg1k = 1024 }
 local BATCH_BYTES = 64 * 1024 -- in flight at once
 local HOST = "localhost"
 local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
@@ -121,7 +122,7 @@ end
 local function run_bulk(name, count)
   local size = SIZES[name]
   local chunk = string.rep("x", size)
-  local batch = math.max(1, BATCH_BYTES // size)
+  local batch = name == "msg1k" and 1 or math.max(1, BATCH_BYTES // size)
   local cq = cqueues.new()
   local l, port = listener()
   local client, server
@@ -153,7 +154,8 @@ local function run_bulk(name, count)
   client:close()
   server:close()
   l:close()
-  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+  if name == "msg1k" then report(name, count, t, count / t, "msg/s")
+  else report(name, count, t, got / t / (1024 * 1024), "MiB/s") end
 end
 
 if workload == "handshake" then

@@ -17,13 +17,23 @@
  *
  *   harness WORKLOAD N [FIXTURES]
  *
- * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory.
+ * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory,
+ * and over loopback TCP: sock_handshake | sock_bulk16k | sock_bulk1k |
+ * sock_bulk64 | sock_msg1k (each SSL on its BIO pair, the application moving
+ * the bytes with recv/send: what lunatls's socket transport does) and the
+ * same with tcp_ (SSL_set_fd: OpenSSL on the socket, lunatls's fd mode).
  * N counts handshakes, writes, messages, or (memory) connections held open.
  * Prints one line: RESULT impl=c workload=... n=... seconds=... rate=... unit=...
  * Time is process CPU time of the measured loop only (set-up excluded). */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,19 +119,28 @@ static SSL_CTX *new_client_ctx(void) {
 
 typedef struct {
     SSL *ssl;
-    BIO *net; /* the network end the application holds */
+    BIO *net; /* the network end the application holds; NULL on a socket (fd mode) */
+    int fd;   /* over TCP: the socket; -1 in process */
 } End;
 
-static void end_open(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session) {
+/* fd: -1 for a BIO pair; a socket for fd mode (OpenSSL reads and writes
+ * it); a BIO pair over a socket is end_open then e->fd = socket. */
+static void end_open_on(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session, int fd) {
     BIO *inner;
     ERR_clear_error();
     e->ssl = SSL_new(ctx);
+    e->net = NULL;
+    e->fd = fd;
     if (e->ssl == NULL) die("SSL_new");
     SSL_set_app_data(e->ssl, e);
     if (is_server) SSL_set_accept_state(e->ssl);
     else SSL_set_connect_state(e->ssl);
-    if (!BIO_new_bio_pair(&inner, PAIR_SIZE, &e->net, PAIR_SIZE)) die("BIO_new_bio_pair");
-    SSL_set_bio(e->ssl, inner, inner);
+    if (fd >= 0) {
+        if (SSL_set_fd(e->ssl, fd) != 1) die("SSL_set_fd");
+    } else {
+        if (!BIO_new_bio_pair(&inner, PAIR_SIZE, &e->net, PAIR_SIZE)) die("BIO_new_bio_pair");
+        SSL_set_bio(e->ssl, inner, inner);
+    }
     if (!is_server) {
         X509_VERIFY_PARAM *param = SSL_get0_param(e->ssl);
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT |
@@ -134,14 +153,20 @@ static void end_open(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session) 
     }
 }
 
+static void end_open(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *session) {
+    end_open_on(e, ctx, is_server, session, -1);
+}
+
 /* conn:close() (and the collector freeing the network end, which lunatls
  * empties at close). */
 static void end_close(End *e) {
     SSL_set_shutdown(e->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     SSL_free(e->ssl); /* frees the inner end of the pair */
     BIO_free(e->net);
+    if (e->fd >= 0) close(e->fd);
     e->ssl = NULL;
     e->net = NULL;
+    e->fd = -1;
 }
 
 /* conn.c's clear_errors: empty the error queue before each SSL_* call. */
@@ -375,6 +400,226 @@ static void run_messages(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
     report("msg1k", n, t, (double)n / t, "msg/s");
 }
 
+/* ---- over loopback TCP ----
+ * What lunatls_bench.lua's sock_* and tcp_* workloads do, and what the
+ * stream layer does over the socket and fd transports: a client and a
+ * server in one process on a loopback connection (TCP_NODELAY, both ends
+ * nonblocking). In "sock" mode each SSL is on its BIO pair and the
+ * application moves the bytes: after each call, what the SSL wrote goes
+ * out of the network end into its memory and on with send(); before a
+ * read, recv() takes no more than the network end has room for. In "tcp"
+ * mode OpenSSL reads and writes the socket itself. Bulk writes go in
+ * batches of 64 KiB, then the server reads the batch. */
+
+#define BATCH_BYTES (64 * 1024)
+
+static int tcp_listener(void) {
+    struct sockaddr_in addr;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(fd, 16) != 0)
+        die("listen");
+    return fd;
+}
+
+static void tcp_options(int fd) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
+        die("socket options");
+}
+
+/* A connected pair of sockets: *c the client's, *s the server's. */
+static void tcp_pair(int listener, int *c, int *s) {
+    struct sockaddr_in addr;
+    socklen_t len = sizeof addr;
+    if (getsockname(listener, (struct sockaddr *)&addr, &len) != 0) die("getsockname");
+    *c = socket(AF_INET, SOCK_STREAM, 0);
+    if (*c < 0 || connect(*c, (struct sockaddr *)&addr, len) != 0) die("connect");
+    *s = accept(listener, NULL, NULL);
+    if (*s < 0) die("accept");
+    tcp_options(*c);
+    tcp_options(*s);
+}
+
+/* Waits (at most 10 s: a bench that would hang dies instead) until fd can
+ * take bytes. */
+static void wait_writable(int fd) {
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (poll(&p, 1, 10000) != 1) die("socket does not drain");
+}
+
+/* sock mode, after every call: what the SSL wrote, out through the
+ * application's memory into the socket (lunatls's driver: push). */
+static void sock_flush(End *e) {
+    static char buf[PAIR_SIZE];
+    size_t n;
+    while ((n = net_read(e->net, buf, sizeof buf)) > 0) {
+        size_t sent = 0;
+        while (sent < n) {
+            ssize_t k = send(e->fd, buf + sent, n - sent, MSG_NOSIGNAL);
+            if (k > 0) sent += (size_t)k;
+            else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) wait_writable(e->fd);
+            else die("send");
+        }
+    }
+}
+
+/* sock mode, before a read: what arrived, no more than the network end
+ * takes (lunatls's driver: fill). */
+static void sock_feed(End *e) {
+    static char buf[BATCH_BYTES];
+    size_t room = BIO_ctrl_get_write_guarantee(e->net);
+    ssize_t k;
+    if (room == 0) return;
+    k = recv(e->fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+    if (k > 0 && BIO_write(e->net, buf, (int)k) != (int)k) die("feed");
+    if (k == 0) die("recv: the peer closed");
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) die("recv");
+}
+
+static int is_sock_mode(const End *e) {
+    return e->net != NULL;
+}
+
+static int tcp_handshake_step(End *e) {
+    int done;
+    if (is_sock_mode(e)) sock_feed(e);
+    done = handshake_step(e);
+    if (is_sock_mode(e)) sock_flush(e);
+    return done;
+}
+
+static void tcp_handshake(End *client, End *server) {
+    int client_done = 0, server_done = 0, rounds = 0;
+    while (!client_done || !server_done) {
+        if (!client_done) client_done = tcp_handshake_step(client);
+        if (!server_done) server_done = tcp_handshake_step(server);
+        if (++rounds > 1000) die("handshake does not finish");
+    }
+}
+
+/* Reads until `want` bytes in all have arrived. */
+static size_t tcp_read_total(End *e, size_t want) {
+    size_t got = 0;
+    long spins = 0;
+    while (got < want) {
+        if (is_sock_mode(e)) sock_feed(e);
+        got += read_all(e);
+        if (++spins > 100000000L) die("read: nothing arrives");
+    }
+    return got;
+}
+
+static void tcp_write(End *e, const char *data, size_t len) {
+    write_all(e, data, len);
+    if (is_sock_mode(e)) sock_flush(e);
+}
+
+/* mode: 's' (sock) or 't' (tcp). A connected pair, the tickets read. */
+static void tcp_open(SSL_CTX *cctx, SSL_CTX *sctx, int listener, char mode, End *client,
+                     End *server) {
+    int c, s;
+    tcp_pair(listener, &c, &s);
+    if (mode == 's') {
+        end_open(client, cctx, 0, NULL);
+        end_open(server, sctx, 1, NULL);
+        client->fd = c;
+        server->fd = s;
+    } else {
+        end_open_on(client, cctx, 0, NULL, c);
+        end_open_on(server, sctx, 1, NULL, s);
+    }
+    tcp_handshake(client, server);
+}
+
+static void run_tcp_handshakes(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n) {
+    int listener = tcp_listener();
+    End client, server;
+    double t0 = cpu_seconds(), t;
+    long i;
+    for (i = 0; i < n; i++) {
+        tcp_open(cctx, sctx, listener, workload[0], &client, &server);
+        end_close(&client);
+        end_close(&server);
+    }
+    t = cpu_seconds() - t0;
+    close(listener);
+    report(workload, n, t, (double)n / t, "hs/s");
+}
+
+static void run_tcp_bulk(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, size_t size, long n) {
+    int listener = tcp_listener();
+    long batch = BATCH_BYTES / (long)size > 0 ? BATCH_BYTES / (long)size : 1, sent = 0, i;
+    char *chunk = malloc(size);
+    End client, server;
+    size_t got = 0;
+    double t0, t;
+    if (chunk == NULL) die("malloc");
+    memset(chunk, 'x', size);
+    tcp_open(cctx, sctx, listener, workload[0], &client, &server);
+    read_all(&client);
+    t0 = cpu_seconds();
+    while (sent < n) {
+        long this_batch = batch < n - sent ? batch : n - sent;
+        for (i = 0; i < this_batch; i++) tcp_write(&client, chunk, size);
+        sent += this_batch;
+        got += tcp_read_total(&server, size * (size_t)this_batch);
+    }
+    t = cpu_seconds() - t0;
+    end_close(&client);
+    end_close(&server);
+    close(listener);
+    free(chunk);
+    report(workload, n, t, (double)got / t / (1024.0 * 1024.0), "MiB/s");
+}
+
+static void run_tcp_messages(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n) {
+    int listener = tcp_listener();
+    End client, server;
+    char chunk[1024];
+    size_t got = 0;
+    double t0, t;
+    long i;
+    memset(chunk, 'x', sizeof chunk);
+    tcp_open(cctx, sctx, listener, workload[0], &client, &server);
+    read_all(&client);
+    t0 = cpu_seconds();
+    for (i = 0; i < n; i++) {
+        tcp_write(&client, chunk, sizeof chunk);
+        got += tcp_read_total(&server, sizeof chunk);
+    }
+    t = cpu_seconds() - t0;
+    if (got != sizeof chunk * (size_t)n) die("msg1k: bytes lost");
+    end_close(&client);
+    end_close(&server);
+    close(listener);
+    report(workload, n, t, (double)n / t, "msg/s");
+}
+
+/* The size of a bulk workload's writes ("bulk16k" -> 16384), 0 if none. */
+static size_t bulk_size(const char *name) {
+    if (strcmp(name, "bulk16k") == 0) return 16384;
+    if (strcmp(name, "bulk1k") == 0) return 1024;
+    if (strcmp(name, "bulk64") == 0) return 64;
+    return 0;
+}
+
+/* sock_* and tcp_* workloads; 0 if workload is not one. */
+static int run_over_tcp(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n) {
+    const char *rest;
+    if (strncmp(workload, "sock_", 5) == 0) rest = workload + 5;
+    else if (strncmp(workload, "tcp_", 4) == 0) rest = workload + 4;
+    else return 0;
+    if (strcmp(rest, "handshake") == 0) run_tcp_handshakes(cctx, sctx, workload, n);
+    else if (strcmp(rest, "msg1k") == 0) run_tcp_messages(cctx, sctx, workload, n);
+    else if (bulk_size(rest) > 0) run_tcp_bulk(cctx, sctx, workload, bulk_size(rest), n);
+    else return 0;
+    return 1;
+}
+
 /* Resident set size in bytes (what the kernel charges the process). */
 static long rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -419,7 +664,8 @@ int main(int argc, char **argv) {
     const char *workload;
     long n;
     if (argc < 3) {
-        fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|msg1k|memory N [fixtures]\n");
+        fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|msg1k|memory"
+                        "|sock_...|tcp_... N [fixtures]\n");
         return 2;
     }
     workload = argv[1];
@@ -431,12 +677,10 @@ int main(int argc, char **argv) {
     sctx = new_server_ctx();
     if (strcmp(workload, "handshake") == 0) run_handshakes(cctx, sctx, n);
     else if (strcmp(workload, "resume") == 0) run_resumed(cctx, sctx, n);
-    else if (strcmp(workload, "bulk16k") == 0) run_bulk(cctx, sctx, workload, 16384, n);
-    else if (strcmp(workload, "bulk1k") == 0) run_bulk(cctx, sctx, workload, 1024, n);
-    else if (strcmp(workload, "bulk64") == 0) run_bulk(cctx, sctx, workload, 64, n);
+    else if (bulk_size(workload) > 0) run_bulk(cctx, sctx, workload, bulk_size(workload), n);
     else if (strcmp(workload, "msg1k") == 0) run_messages(cctx, sctx, n);
     else if (strcmp(workload, "memory") == 0) run_memory(cctx, sctx, n);
-    else die("unknown workload");
+    else if (!run_over_tcp(cctx, sctx, workload, n)) die("unknown workload");
     SSL_CTX_free(cctx);
     SSL_CTX_free(sctx);
     return 0;

@@ -20,9 +20,10 @@
 -- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
 -- zc_bulk16k | zc_bulk1k | zc_bulk64 | zc_msg1k | memory_client | memory_server |
 -- tcp_memory_client | tcp_memory_server |
--- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 |
--- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64 |
--- stream_handshake | stream_bulk16k | stream_bulk1k | stream_bulk64 | stream_msg1k.
+-- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 | tcp_msg1k |
+-- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64 | sock_msg1k |
+-- stream_handshake | stream_bulk16k | stream_bulk1k | stream_bulk64 | stream_msg1k,
+-- and the same with stream_sock_ and stream_tcp_ (over loopback TCP).
 -- Prints one line: RESULT impl=lunatls workload=... n=... seconds=... rate=... unit=...
 -- Time is process CPU time (os.clock) of the measured loop only.
 
@@ -61,6 +62,12 @@ local client_ctx = assert(tls.new_context {
 local function report(name, count, seconds, rate, unit)
   print(string.format("RESULT impl=lunatls workload=%s n=%d seconds=%.6f rate=%.3f unit=%s",
     name, count, seconds, rate, unit))
+end
+
+--- The report of a bulk run (MiB/s), or of a message run (msg/s).
+local function report_stream(name, count, seconds, bytes)
+  if name:match("msg1k$") then report(name, count, seconds, count / seconds, "msg/s")
+  else report(name, count, seconds, bytes / seconds / (1024 * 1024), "MiB/s") end
 end
 
 --- Moves what one network end holds into the other: `to:write(from:read())`.
@@ -366,10 +373,14 @@ end
 
 --- Streams count writes of one size: the client writes a batch of up to
 -- 64 KiB (the kernel takes it all), then the server reads until it has it.
-local function run_tcp_bulk(name, count)
-  local size = SIZES[name:sub(5)]
+--- Writes in a batch: BATCH_BYTES' worth, or one for 1 KiB messages.
+local function batch_of(name, size)
+  return name:match("msg1k$") and 1 or math.max(1, BATCH_BYTES // size)
+end
+
+local function run_tcp_bulk(name, count, size)
   local chunk = string.rep("x", size)
-  local batch = math.max(1, BATCH_BYTES // size)
+  local batch = batch_of(name, size)
   local listener = tcp_listener()
   local csock, ssock = tcp_pair(listener)
   local client = client_ctx:new_conn { server_name = HOST, fd = csock }
@@ -391,7 +402,7 @@ local function run_tcp_bulk(name, count)
   csock:close()
   ssock:close()
   listener:close()
-  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+  report_stream(name, count, t, got)
 end
 
 -- ---- BIO pairs over loopback TCP (LuaSocket carries the bytes) ----
@@ -467,10 +478,9 @@ local function run_sock_handshakes(count)
 end
 
 --- Streams count writes as run_tcp_bulk does, through the BIO pairs.
-local function run_sock_bulk(name, count)
-  local size = SIZES[name:sub(6)]
+local function run_sock_bulk(name, count, size)
   local chunk = string.rep("x", size)
-  local batch = math.max(1, BATCH_BYTES // size)
+  local batch = batch_of(name, size)
   local listener = tcp_listener()
   local csock, ssock = tcp_pair(listener)
   local client = client_ctx:new_conn { server_name = HOST }
@@ -496,7 +506,7 @@ local function run_sock_bulk(name, count)
   csock:close()
   ssock:close()
   listener:close()
-  report(name, count, t, got / t / (1024 * 1024), "MiB/s")
+  report_stream(name, count, t, got)
 end
 
 -- ---- the stream layer ----
@@ -513,27 +523,48 @@ local function in_task(fn)
   if failure then error(failure, 0) end
 end
 
---- A client and a server stream over one memory pipe, handshaken.
-local function open_streams()
-  local a, b = require("lunatls.transport.memory").pipe()
+-- The transports a stream workload runs over: stream_* a memory pipe,
+-- stream_sock_* LuaSocket sockets over loopback TCP (the socket transport:
+-- lunatls's BIO pair, the driver moving the bytes), stream_tcp_* the same
+-- sockets in fd mode (OpenSSL on the socket).
+local STREAM_OVER = { stream = "memory", stream_sock = "socket", stream_tcp = "fd" }
+
+--- Two connected transports of `kind`, and a function that closes what
+-- they leave open.
+local function transports(kind)
+  if kind == "memory" then
+    local a, b = require("lunatls.transport.memory").pipe()
+    return a, b, function() end
+  end
+  local listener = tcp_listener()
+  local csock, ssock = tcp_pair(listener)
+  listener:close()
+  local new = require("lunatls.transport." .. kind).new
+  return new(csock), new(ssock), function() csock:close(); ssock:close() end
+end
+
+--- A client and a server stream over transports of `kind`, handshaken.
+local function open_streams(kind)
+  local a, b, done = transports(kind)
   local client = tls.wrap(a, client_ctx, { server_name = HOST })
   local server = tls.wrap(b, server_ctx)
   local sched = require("lunatls.scheduler").new()
   sched:spawn(function() assert(server:handshake()) end)
   sched:spawn(function() assert(client:handshake()) end)
   assert(sched:run())
-  return client, server
+  return client, server, done
 end
 
-local function run_stream_handshakes(count)
+local function run_stream_handshakes(name, count, kind)
   local t0 = clock()
   for _ = 1, count do
-    local client, server = open_streams()
+    local client, server, done = open_streams(kind)
     client:abort()
     server:abort()
+    done()
   end
   local t = clock() - t0
-  report("stream_handshake", count, t, count / t, "hs/s")
+  report(name, count, t, count / t, "hs/s")
 end
 
 --- Receives exactly `total` bytes with receive_some, as a proxy does.
@@ -547,11 +578,10 @@ local function receive_bytes(stream, total)
   return got
 end
 
-local function run_stream_bulk(name, count)
-  local size = SIZES[name:sub(8)]
+local function run_stream_bulk(name, count, kind, size)
   local chunk = string.rep("x", size)
   local batch = math.max(1, BATCH_BYTES // size)
-  local client, server = open_streams()
+  local client, server, done = open_streams(kind)
   local t
   in_task(function()
     local sent, got = 0, 0
@@ -565,12 +595,13 @@ local function run_stream_bulk(name, count)
     t = clock() - t0
     if got ~= size * count then error("bulk: bytes lost") end
   end)
+  done()
   report(name, count, t, size * count / t / (1024 * 1024), "MiB/s")
 end
 
-local function run_stream_messages(count)
+local function run_stream_messages(name, count, kind)
   local chunk = string.rep("x", 1024)
-  local client, server = open_streams()
+  local client, server, done = open_streams(kind)
   local t
   in_task(function()
     local t0 = clock()
@@ -580,7 +611,20 @@ local function run_stream_messages(count)
     end
     t = clock() - t0
   end)
-  report("stream_msg1k", count, t, count / t, "msg/s")
+  done()
+  report(name, count, t, count / t, "msg/s")
+end
+
+--- stream_*, stream_sock_*, stream_tcp_*; false if workload is not one.
+local function run_stream(workload, count)
+  local prefix, rest = workload:match("^(stream.-)_(%w+)$")
+  local kind = STREAM_OVER[prefix]
+  if not kind then return false end
+  if rest == "handshake" then run_stream_handshakes(workload, count, kind)
+  elseif rest == "msg1k" then run_stream_messages(workload, count, kind)
+  elseif SIZES[rest] then run_stream_bulk(workload, count, kind, SIZES[rest])
+  else return false end
+  return true
 end
 
 if workload == "handshake" then
@@ -603,19 +647,13 @@ elseif workload == "tcp_memory_client" or workload == "tcp_memory_server" then
   run_memory(workload, n, workload:sub(12), tcp_idle_pair)
 elseif workload == "tcp_handshake" then
   run_tcp_handshakes(n)
-elseif workload:match("^tcp_") and SIZES[workload:sub(5)] then
-  run_tcp_bulk(workload, n)
+elseif workload:match("^tcp_") and (SIZES[workload:sub(5)] or workload == "tcp_msg1k") then
+  run_tcp_bulk(workload, n, SIZES[workload:sub(5)] or 1024)
 elseif workload == "sock_handshake" then
   run_sock_handshakes(n)
-elseif workload:match("^sock_") and SIZES[workload:sub(6)] then
-  run_sock_bulk(workload, n)
-elseif workload == "stream_handshake" then
-  run_stream_handshakes(n)
-elseif workload:match("^stream_") and SIZES[workload:sub(8)] then
-  run_stream_bulk(workload, n)
-elseif workload == "stream_msg1k" then
-  run_stream_messages(n)
-else
+elseif workload:match("^sock_") and (SIZES[workload:sub(6)] or workload == "sock_msg1k") then
+  run_sock_bulk(workload, n, SIZES[workload:sub(6)] or 1024)
+elseif not run_stream(workload, n) then
   io.stderr:write("lunatls_bench.lua: unknown workload " .. workload .. "\n")
   os.exit(2)
 end

@@ -40,31 +40,48 @@ local WORKLOADS = {
   { name = "zc_msg1k", c = "msg1k", full = 100000, smoke = 50, unit = "msg/s", target = 0.85 },
 }
 
--- Over loopback TCP: lunatls two ways (its BIO pair with LuaSocket moving
--- the bytes; the socket given as fd), LuaSec, cqueues.
+-- Over loopback TCP: lunatls's core two ways (its BIO pair with LuaSocket
+-- moving the bytes; the socket given as fd), its stream layer the same two
+-- ways (the socket and the fd transport: what tls.connect gives), LuaSec,
+-- cqueues. `peer`: one of the two the others are divided by.
 local PEER_IMPLS = {
-  { impl = "lunatls", prefix = "sock_", label = "TCP: BIO pair" },
-  { impl = "lunatls", prefix = "tcp_", label = "TCP: fd" },
-  { impl = "luasec", prefix = "", label = "LuaSec" },
-  { impl = "cqueues", prefix = "", label = "cqueues" },
+  { impl = "lunatls", prefix = "sock_", label = "core: BIO pair" },
+  { impl = "lunatls", prefix = "tcp_", label = "core: fd" },
+  { impl = "lunatls", prefix = "stream_sock_", label = "stream: socket" },
+  { impl = "lunatls", prefix = "stream_tcp_", label = "stream: fd" },
+  { impl = "luasec", prefix = "", label = "LuaSec", peer = true },
+  { impl = "cqueues", prefix = "", label = "cqueues", peer = true },
 }
 local PEER_WORKLOADS = {
   { name = "handshake", full = 300, smoke = 3, unit = "hs/s" },
   { name = "bulk16k", full = 10000, smoke = 20, unit = "MiB/s" },
   { name = "bulk1k", full = 40000, smoke = 50, unit = "MiB/s" },
   { name = "bulk64", full = 40000, smoke = 50, unit = "MiB/s" },
+  { name = "msg1k", full = 40000, smoke = 50, unit = "msg/s" },
 }
 
--- The stream layer (bench/lunatls_bench.lua's stream_*: tls.wrap over a
--- memory pipe, in a scheduler task) against the C harness doing the same OpenSSL work over
--- BIO pairs: callgrind only (issue 11's targets, lunatls/C).
-local STREAM_WORKLOADS = {
-  { name = "stream_handshake", c = "handshake", target = 0.97 },
-  { name = "stream_bulk16k", c = "bulk16k", target = 0.90 },
-  { name = "stream_bulk1k", c = "bulk1k", target = 0.80 },
-  { name = "stream_bulk64", c = "bulk64", target = 0.70 },
-  { name = "stream_msg1k", c = "msg1k", target = 0.70 },
+-- The stream layer (bench/lunatls_bench.lua's stream_*: tls.wrap in a
+-- scheduler task) over a memory pipe, and over loopback TCP with the socket
+-- and the fd transport, against the C harness doing the same OpenSSL work
+-- over the same transport (its in-process, sock_* and tcp_* workloads):
+-- callgrind only (issue 11's targets, lunatls/C).
+local STREAM_TARGETS = { handshake = 0.97, bulk16k = 0.90, bulk1k = 0.80, bulk64 = 0.70, msg1k = 0.70 }
+local STREAM_WORKLOADS = {}
+for _, over in ipairs { { "stream_", "" }, { "stream_sock_", "sock_" }, { "stream_tcp_", "tcp_" } } do
+  for _, w in ipairs { "handshake", "bulk16k", "bulk1k", "bulk64", "msg1k" } do
+    STREAM_WORKLOADS[#STREAM_WORKLOADS + 1] = { name = over[1] .. w, c = over[2] .. w, target = STREAM_TARGETS[w] }
+  end
+end
+
+-- One end of each kind kept idle (lunatls_bench.lua memory_client, ...):
+-- issue 11's target, at most 20 KB each.
+local MEMORY_ENDS = {
+  { name = "memory_client", label = "client end, BIO pair" },
+  { name = "memory_server", label = "server end, BIO pair" },
+  { name = "tcp_memory_client", label = "client end, TCP fd" },
+  { name = "tcp_memory_server", label = "server end, TCP fd" },
 }
+local MEMORY_END_TARGET = 20000
 
 -- Iterations at the two callgrind sizes (difference / (big - small) = per op).
 local CALLGRIND = {
@@ -78,12 +95,13 @@ local CALLGRIND = {
   zc_bulk1k = { 1000, 21000 },
   zc_bulk64 = { 2000, 42000 },
   zc_msg1k = { 1000, 11000 },
-  stream_handshake = { 5, 25 },
-  stream_bulk16k = { 200, 2200 },
-  stream_bulk1k = { 1000, 21000 },
-  stream_bulk64 = { 2000, 42000 },
-  stream_msg1k = { 1000, 11000 },
 }
+-- the stream's and the harness's TCP runs: the sizes of their in-process kin
+for _, prefix in ipairs { "stream_", "stream_sock_", "stream_tcp_", "sock_", "tcp_" } do
+  for _, w in ipairs { "handshake", "bulk16k", "bulk1k", "bulk64", "msg1k" } do
+    CALLGRIND[prefix .. w] = CALLGRIND[w]
+  end
+end
 
 local function parse_options(argv)
   local opts = { rounds = 11, scale = 1, peers = true, memory = true }
@@ -231,9 +249,13 @@ local function timed_rounds()
         end
       end
     end
-    if opts.smoke then -- the stream workloads are measured by callgrind only: run them once
+    if opts.smoke then -- the stream workloads are measured by callgrind only: run them once,
+      -- with the harness's TCP runs they are measured against
       for _, w in ipairs(STREAM_WORKLOADS) do
-        if selected(w.name) then measure("lunatls", w.name, 3) end
+        if selected(w.name) then
+          measure("lunatls", w.name, 3)
+          if w.c:match("^sock_") or w.c:match("^tcp_") then measure("c", w.c, 3) end
+        end
       end
     end
     if opts.peers then
@@ -264,6 +286,11 @@ local function memory_rounds()
       add(impl, "memory_rss", r.rss_per_conn)
       if r.lua_per_conn then add(impl, "memory_lua", r.lua_per_conn) end
       if r.heap_per_conn then add(impl, "memory_heap", r.heap_per_conn) end
+    end
+    for _, w in ipairs(MEMORY_ENDS) do
+      local r = measure("lunatls", w.name, n)
+      add("lunatls", w.name, r.rss_per_conn)
+      add("lunatls", w.name .. "_lua", r.lua_per_conn)
     end
   end
   return n
@@ -366,29 +393,41 @@ local function print_tables(memory_n, irs)
       r and string.format("%.3f", r) or "n/a", "", "", verdict(r, 1.2, true)))
     print(string.format("  (C heap in use per conn: %s; of lunatls's, Lua objects: %s)",
       fmt(med("c", "memory_heap"), "B"), fmt(med("lunatls", "memory_lua"), "B")))
+    print()
+    print("lunatls, one end of each kind kept idle (RSS growth / ends; of it, the Lua heap;")
+    print("over TCP the Lua heap is mostly LuaSocket's socket object and its 8 KiB buffer)")
+    for _, w in ipairs(MEMORY_ENDS) do
+      local rss = med("lunatls", w.name)
+      print(string.format("%-22s %14s %14s  %s", w.label, fmt(rss, "B"), fmt(med("lunatls", w.name .. "_lua"), "B"),
+        rss and (opts.smoke and "" or (rss <= MEMORY_END_TARGET and "<= 20 KB ok" or "<= 20 KB ABOVE TARGET")) or ""))
+    end
   end
   if opts.peers then
     print()
-    print("lunatls against LuaSec and cqueues, each as it must run: lunatls on BIO pairs in one")
-    print("process (the first table); LuaSec and cqueues over loopback TCP. Then lunatls over the")
-    print("same loopback TCP two ways: its BIO pair with LuaSocket moving the bytes, or fd = socket.")
-    local head = string.format("%-10s %14s", "workload", "lunatls")
+    print("lunatls against LuaSec and cqueues over the same loopback TCP, one process each")
+    print("(lunatls's first column: in process on BIO pairs, the first table). lunatls's core over")
+    print("TCP two ways (its BIO pair with LuaSocket moving the bytes; fd = socket), and its stream")
+    print("layer (tls.wrap in a scheduler task) over the socket and the fd transport.")
+    local head = string.format("%-10s %14s", "workload", "in process")
     for _, p in ipairs(PEER_IMPLS) do head = head .. string.format(" %14s", p.label) end
     print(head)
     local lines = {}
     for _, w in ipairs(PEER_WORKLOADS) do
       if selected(w.name) then
-        local own = med("lunatls", w.name)
-        local line, rates = string.format("%-10s %14s", w.name, fmt(own, w.unit)), {}
+        local line = string.format("%-10s %14s", w.name, fmt(med("lunatls", w.name), w.unit))
+        local rates, best = {}, 0
         for i, p in ipairs(PEER_IMPLS) do
           rates[i] = med(p.impl, "peer_" .. p.label .. w.name)
           line = line .. string.format(" %14s", skipped[p.label] and "not installed" or fmt(rates[i], w.unit))
+          if p.peer then best = math.max(best, rates[i] or 0) end
         end
         print(line)
-        local best = math.max(rates[3] or 0, rates[4] or 0)
-        local function x(r) return r and string.format("%.2fx", r) or "n/a" end
-        lines[#lines + 1] = string.format("%-10s %14s %14s %14s", w.name, x(ratio(own, best)),
-          x(ratio(rates[1], best)), x(ratio(rates[2], best)))
+        local ratios = string.format("%-10s %14s", w.name, "")
+        for i, p in ipairs(PEER_IMPLS) do
+          local r = not p.peer and ratio(rates[i], best)
+          ratios = ratios .. string.format(" %14s", r and string.format("%.2fx", r) or "")
+        end
+        lines[#lines + 1] = ratios
       end
     end
     print("lunatls, each way, divided by the faster of LuaSec and cqueues:")
@@ -408,8 +447,10 @@ local function print_tables(memory_n, irs)
       end
     end
     print_layer_table(irs, {
-      "callgrind, the stream layer: tls.wrap over a memory pipe (lunatls_bench.lua stream_*)",
-      "against the C harness over BIO pairs, instructions per operation" }, "stream", STREAM_WORKLOADS)
+      "callgrind, the stream layer: tls.wrap over a memory pipe (stream_*), over loopback TCP with",
+      "the socket transport (stream_sock_*) and the fd transport (stream_tcp_*), against the C harness",
+      "doing the same over the same transport (in process, sock_*, tcp_*), instructions per operation" },
+      "stream", STREAM_WORKLOADS)
   end
 end
 
