@@ -105,6 +105,38 @@ describe("conn", function()
       assert.equal(data, table.concat(received))
     end)
 
+    -- A write that says fewer bytes (or none) were taken must not have sent
+    -- more: OpenSSL, given more than one record and a retry of a record
+    -- half sent, flushed that record and then reported want_write for the
+    -- next, so the peer read bytes a write had said were not taken (found
+    -- by fuzz/api.lua). The reader checks after every step that it has
+    -- read no more than the writes reported, over pairs of several sizes.
+    for _, size in ipairs { 17 * 1024, 20000, 4096, 1000, 100 } do
+      it(("the peer never reads more than the writes reported taken (pair of %d bytes)"):format(size), function()
+        local p = pair.new { server_size = size }:connect(1000)
+        p.client.conn:read() -- TLS 1.3 tickets
+        local data = numbered_bytes(200000)
+        local taken, received, steps, last = 0, {}, 0, 0
+        local offered = { 100, 40000, 23634, 16385, 5000, 70000 }
+        while taken < #data do
+          steps = steps + 1
+          -- after a short write, the next offers the same bytes again (the
+          -- rule); after a whole one, the next size in turn
+          if last <= taken then last = math.min(taken + offered[steps % #offered + 1], #data) end
+          local n, status = p.server.conn:write(data, taken + 1, last)
+          if n then taken = taken + n else assert.equal("want_write", status) end
+          p.server.net:move_to(p.client.net)
+          received[#received + 1] = p:drain(p.client)
+          local got = #table.concat(received)
+          assert.is_true(got <= taken, ("step %d: read %d bytes, writes reported %d"):format(steps, got, taken))
+          assert.is_true(steps < 100000)
+        end
+        p.server.net:move_to(p.client.net)
+        received[#received + 1] = p:drain(p.client)
+        assert.equal(data, table.concat(received))
+      end)
+    end
+
     it("move 1 MiB intact from client to server", function()
       local p = pair.new():connect()
       local data = numbered_bytes(MiB)

@@ -191,6 +191,18 @@ describe("interop: our server against openssl s_client", function()
     end)
   end
 
+  -- RFC 6066 max_fragment_length: OpenSSL then cuts our writes into 512-byte
+  -- records, and src/conn.c (one_record) gives it one record's worth per
+  -- call; a 48 KB write arrives whole
+  it("writes whole in the record size s_client asked for (-maxfraglen 512)", function()
+    local client, l = s_client(VERIFY_LOCALHOST .. " -maxfraglen 512 -ign_eof", "go\n")
+    assert.equal("done", l:handshake())
+    assert.equal("go\n", l:read_until("\n"))
+    local line = ("0123456789abcdef"):rep(3000)
+    assert.equal(#line + 1, l:write_all(line .. "\n"))
+    assert.is_true(client:wait_output(line .. "\n"), "s_client did not print the whole line")
+  end)
+
   it("selects ALPN and uses only its groups", function()
     local client, l, conn = s_client(VERIFY_LOCALHOST .. " -alpn http/1.1,h2", nil,
       { alpn = { "h2" }, groups = "P-384" })

@@ -459,6 +459,24 @@ static int conn_read_into(lua_State *L) {
     return 1;
 }
 
+/* How much of `len` bytes one SSL_write_ex may be given: one record's
+ * worth. Given more, OpenSSL that finishes sending a record left half sent
+ * by the previous call goes on to the next record, and when that one does
+ * not fit it fails with want_write, although the record it finished is
+ * gone to the peer: the write would say "nothing taken" about bytes the
+ * peer reads. One record per call, the record a call leaves half sent is
+ * exactly what the retry offers first, and reports when it completes.
+ * The record size is 16 KiB, or what the client asked for with the
+ * max_fragment_length extension (RFC 6066: 512 << (code - 1)). */
+static size_t one_record(lunatls_Conn *c, size_t len) {
+    const SSL_SESSION *session = SSL_get_session(c->ssl);
+    uint8_t code = session != NULL ? SSL_SESSION_get_max_fragment_length(session) : 0;
+    size_t record = code >= TLSEXT_max_fragment_length_512 && code <= TLSEXT_max_fragment_length_4096
+                        ? (size_t)512 << (code - 1)
+                        : RECORD_MAX;
+    return len < record ? len : record;
+}
+
 /* conn:write(data[, i[, j]]) -> bytes taken, or nil, status, or nil,
  * message, code. i, j: write data:sub(i, j), without copying it.
  * Fewer than #data are taken when the output buffer fills; the next write
@@ -478,7 +496,8 @@ static int conn_write(lua_State *L) {
         return 1;
     }
     enter_call(L, c);
-    while (total < len && (ret = SSL_write_ex(c->ssl, data + total, len - total, &n)) == 1)
+    while (total < len && (ret = SSL_write_ex(c->ssl, data + total, one_record(c, len - total),
+                                              &n)) == 1)
         total += n;
     end_call(L, c, "write", total > 0 ? 1 : ret);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
