@@ -49,6 +49,7 @@ local PEER_IMPLS = {
   { impl = "lunatls", prefix = "tcp_", label = "core: fd" },
   { impl = "lunatls", prefix = "stream_sock_", label = "stream: socket" },
   { impl = "lunatls", prefix = "stream_tcp_", label = "stream: fd" },
+  { impl = "c", prefix = "tcp_", label = "C: fd" },
   { impl = "luasec", prefix = "", label = "LuaSec", peer = true },
   { impl = "cqueues", prefix = "", label = "cqueues", peer = true },
 }
@@ -454,6 +455,40 @@ local function print_tables(memory_n, irs)
   end
 end
 
+--- The peers' bulk throughput by write size, for bench/throughput.gp:
+-- one row per size, one column per way (the in-process C and lunatls
+-- first). Returns the file's name, or nil when no peer ran.
+local PLOT_DATA = "build/bench/throughput.dat"
+local function write_plot_data()
+  if not opts.peers or opts.smoke then return nil end
+  local columns = { { "C, in process", "c", "" }, { "lunatls core, in process", "lunatls", "" } }
+  for _, p in ipairs(PEER_IMPLS) do
+    if not skipped[p.label] then columns[#columns + 1] = { p.label .. " (TCP)", p.impl, "peer_" .. p.label } end
+  end
+  local f = assert(io.open(PLOT_DATA, "w"))
+  local head = { "size" }
+  for _, c in ipairs(columns) do head[#head + 1] = string.format("%q", c[1]) end
+  f:write(table.concat(head, " "), "\n")
+  for _, w in ipairs { { "bulk64", 64 }, { "bulk1k", 1024 }, { "bulk16k", 16384 } } do
+    local row = { tostring(w[2]) }
+    for _, c in ipairs(columns) do row[#row + 1] = string.format("%.2f", med(c[2], c[3] .. w[1]) or 0 / 0) end
+    f:write(table.concat(row, " "), "\n")
+  end
+  f:close()
+  return PLOT_DATA
+end
+
+--- bench/throughput.png from the run's numbers, with gnuplot (make bench
+-- installs it); a note when it cannot.
+local function plot()
+  local data = write_plot_data()
+  if not data then return end
+  local ok = os.execute("gnuplot -e \"data='" .. data .. "'; out='bench/throughput.png'\" bench/throughput.gp")
+  print()
+  print(ok and "plot: bench/throughput.png (bench/throughput.gp, from " .. data .. ")"
+           or "plot: gnuplot failed or is missing; the data is in " .. data)
+end
+
 local function main()
   local f = io.open(HARNESS)
   if not f then error(HARNESS .. " is missing: run `make bench-harness` first") end
@@ -477,6 +512,7 @@ local function main()
     end
   end
   print_tables(memory_n, irs)
+  plot()
 end
 
 main()

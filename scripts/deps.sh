@@ -23,7 +23,7 @@ packages_of() {
           echo "lua-cqueues lua-luv"
           echo "clang libclang-rt-14-dev" ;;
     robust) packages_of test; echo "valgrind clang libclang-rt-14-dev" ;;
-    bench) packages_of build; echo "lua-socket lua-sec lua-cqueues lua-luaossl lua-luv valgrind" ;;
+    bench) packages_of build; echo "lua-socket lua-sec lua-cqueues lua-luaossl lua-luv valgrind gnuplot-nox" ;;
     lint) echo "lua-check" ;;
     docs) echo "lua-ldoc" ;;
     dist) packages_of build; echo "git tar gzip zip luarocks lua-socket" ;;

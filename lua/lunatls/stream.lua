@@ -294,6 +294,39 @@ local function send_span(self, deadline, data, i, j)
   return j
 end
 
+--- Can a send skip the writer's turn and the general loop? When the stream
+-- is established and nobody else is writing: no writer, nothing owed to
+-- OpenSSL, nothing waiting to reach the transport.
+local function can_send_now(self)
+  local drv = self.driver
+  return self.handshake_flushed and not self.retry and not drv.writer and not drv.sending
+         and drv.flushing == 0 and drv.out == "" and not drv.write_error
+end
+
+--- send's common case (can_send_now, at most one record): one write, one
+-- push. Returns send's results, or false when the general path must go on:
+-- then `self.retry` holds what OpenSSL may hold of the bytes.
+local function send_now(self, deadline, data, i, j)
+  local drv, conn = self.driver, self.conn
+  local ok, n = pcall(conn.write, conn, data, i, j)
+  if not ok then -- a Lua callback raised inside the core (as Driver:drive)
+    local _, message, code = die(self, driver.failure(tostring(n), "callback"))
+    return nil, message, code, i - 1
+  end
+  if n == j - i + 1 then
+    local pushed, failure = drv:push(deadline)
+    if not pushed then
+      local _, message, code = fail(self, failure)
+      return nil, message, code, j
+    end
+    if drv:flushed() then return j end
+    return false -- the transport took part: the general path waits to flush
+  end
+  if math.type(n) == "integer" then i = i + n end
+  self.retry, self.retry_from, self.retry_to = data, i, j
+  return false
+end
+
 --- Sends all of `data` (or `data:sub(i, j)`), as LuaSocket's `send`.
 -- @return the index of the last byte sent (`j`, by default `#data`), or
 -- `nil, message, code, last` where `last` is the index of the last byte
@@ -308,7 +341,13 @@ function Stream:send(data, i, j)
   i, j = span(data, i, j)
   if self.dead then return nil, self.dead.message, self.dead.code, i - 1 end
   scheduler.own(self)
-  local last, message, code, sent = as_writer(self, op_deadline(self), send_span, data, i, j)
+  local deadline = op_deadline(self)
+  if i <= j and j - i < CHUNK and can_send_now(self) then
+    local a, b, c, d = send_now(self, deadline, data, i, j)
+    if a ~= false then return a, b, c, d end
+    i = j + 1 -- the stream owes these bytes (self.retry): the general path completes them
+  end
+  local last, message, code, sent = as_writer(self, deadline, send_span, data, i, j)
   if last == nil and sent == nil then sent = i - 1 end
   return last, message, code, sent
 end
@@ -363,6 +402,12 @@ local function over_limit(self, what)
 end
 
 local function receive_count(self, deadline, count)
+  if self.inbuf == "" then -- the common case: one read brings them all, no copy
+    local data, message, code = read_core(self, deadline, math.min(count, CHUNK))
+    if not data then return receive_failure(self, message, code) end
+    if #data == count then return data end
+    self.inbuf = data
+  end
   local parts, have = { self.inbuf }, #self.inbuf
   while have < count do
     local data, message, code = read_core(self, deadline, math.min(count - have, CHUNK))
