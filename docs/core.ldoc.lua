@@ -234,6 +234,19 @@ function BIO:close() end
 -- @return bytes moved, or nil, "closed" when `other` was shut down or freed
 function BIO:move_to(other, max) end
 
+--- Sends what this end has to read into the socket `fd`, in C (C: `bio_send_to`): as much as the
+-- socket takes now (nonblocking, no SIGPIPE); the rest stays.
+-- @tparam integer fd
+-- @return bytes sent (0: the socket takes nothing now), or nil, message, "eof" | "syscall"
+function BIO:send_to(fd) end
+
+--- Receives from the socket `fd` into the end the other reads, no more than it has room for,
+-- at most `max` (default 64 KiB) (C: `bio_receive_from`).
+-- @tparam integer fd
+-- @tparam[opt] integer max
+-- @return bytes received (0: no room), or nil, "want_read" | "closed", or nil, message, code
+function BIO:receive_from(fd, max) end
+
 --- lunatls.Certificate: an X509, read-only (src/x509.c). `==` compares two.
 -- @type Certificate
 local Certificate = {}

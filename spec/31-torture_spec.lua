@@ -26,7 +26,7 @@ local API = {
                       "client_hello", "set_context", "channel_binding", "group",
                       "verify_client_post_handshake", "ocsp_status" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
-                      "close", "move_to" },
+                      "close", "move_to", "send_to", "receive_from" },
   ["lunatls.Buffer"] = { "tostring", "len", "capacity", "clear" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
                               "serial", "fingerprint", "pem", "public_key", "signature_algorithm" },

@@ -207,6 +207,105 @@ describe("conn:read_into(buffer)", function()
   end)
 end)
 
+describe("bio:send_to(fd) and bio:receive_from(fd): a socket on the other side", function()
+  local link = require "helpers.link"
+  local socket = require "socket"
+
+  --- Two connected loopback sockets, closed at the end of the test.
+  local function sockets()
+    local listener, port = link.listen()
+    local a = assert(link.connect(port))
+    local b = assert(link.accept(listener))
+    listener:close()
+    finally(function() a:close(); b:close() end)
+    return a, b
+  end
+
+  it("moves ring to socket and socket to ring, no more than each side takes", function()
+    local a, b = sockets()
+    local x1, x2 = tls.new_bio_pair(100000)
+    local y1, y2 = tls.new_bio_pair(1000)
+    assert.same({ nil, "want_read" }, { y1:receive_from(b:getfd()) }) -- nothing sent yet
+    local data = ("0123456789"):rep(5000) -- 50 KB
+    assert.equal(#data, x1:write(data))
+    local sent = 0
+    while sent < #data do sent = sent + assert(x2:send_to(a:getfd())) end
+    assert.equal(0, x2:pending())
+    local received, got, deadline = {}, 0, socket.gettime() + 5
+    while got < #data and socket.gettime() < deadline do
+      local n, status = y1:receive_from(b:getfd(), 300)
+      if n then
+        assert.is_true(n <= 300) -- at most max
+        if n == 0 then assert.equal(0, y1:write_guarantee()) end -- no room: nothing taken
+      else
+        assert.equal("want_read", status)
+      end
+      local piece = y2:read()
+      if piece then
+        received[#received + 1] = piece
+        got = got + #piece
+      end
+    end
+    assert.equal(data, table.concat(received))
+    assert.same({ nil, "want_read" }, { y1:receive_from(b:getfd()) })
+  end)
+
+  it("says closed at the end of the stream, and eof once the peer is gone", function()
+    local a, b = sockets()
+    local x1, x2 = tls.new_bio_pair()
+    a:shutdown("send")
+    assert.same({ nil, "closed" }, { x1:receive_from(b:getfd()) })
+    a:close()
+    local result
+    for _ = 1, 50 do -- the first sends may be taken; the peer's reset then says it is gone
+      x2:write(("z"):rep(1000))
+      result = { x1:send_to(b:getfd()) }
+      if result[1] == nil then break end
+      socket.sleep(0.01)
+    end
+    assert.same({ nil, "send: the peer closed the connection", "eof" }, result)
+  end)
+
+  it("checks its arguments, and reports a descriptor that is no socket", function()
+    local x1, x2 = tls.new_bio_pair()
+    pair.assert_bad_argument(function() x1:send_to(-1) end, 1, "send_to", "not a socket descriptor")
+    pair.assert_bad_argument(function() x1:receive_from("x") end, 1, "receive_from",
+      "number expected, got string")
+    pair.assert_bad_argument(function() x1:receive_from(0, 0) end, 2, "receive_from", "max must be positive")
+    local file = assert(io.open("spec/fixtures/ca.pem"))
+    finally(function() file:close() end)
+    x2:write("data")
+    local _, message, code = x1:send_to(0) -- stdin: not a socket
+    assert.equal("syscall", code)
+    assert.matches("^send: ", message)
+    assert.equal(4, x1:pending()) -- nothing lost
+  end)
+
+  it("the socket transport reads what LuaSocket buffered before the stream began (STARTTLS)", function()
+    local a, b = sockets()
+    local scheduler = require "lunatls.scheduler"
+    local transport = require "lunatls.transport.socket"
+    local client = tls.wrap(transport.new(a), pair.client_context(), { server_name = "localhost", timeout = 10 })
+    local server, line
+    local sched = scheduler.new()
+    sched:spawn(function()
+      -- the plaintext line and the ClientHello leave in one go; the server's
+      -- line read pulls both into LuaSocket's buffer
+      a:send("STARTTLS\n")
+      assert(client:handshake())
+      assert.equal(5, client:send("hello"))
+    end)
+    sched:spawn(function()
+      b:settimeout(5)
+      line = b:receive("*l")
+      server = tls.wrap(transport.new(b), pair.server_context(), { timeout = 10 })
+      assert.equal("hello", server:receive(5))
+    end)
+    assert(sched:run(30))
+    assert.equal("STARTTLS", line)
+  end)
+end)
+
 describe("tls.release_memory()", function()
   local rss_kib = require("helpers.process").rss_kib
 

@@ -8,8 +8,10 @@
  * many: nothing is dropped. */
 #include "lunatls.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 
@@ -165,6 +167,98 @@ static int bio_move_to(lua_State *L) {
     return 1;
 }
 
+/* ---- a socket on the other side (transport/socket.lua) ----
+ * The socket transport moves ciphertext between the network end and its
+ * socket here, in C: ring to socket and socket to ring, without a Lua
+ * string, a copy into LuaSocket's buffer or its 8 KiB steps (issue 11).
+ * Nonblocking whatever the socket's mode (MSG_DONTWAIT), never SIGPIPE
+ * (MSG_NOSIGNAL). Failures are the transport interface's results
+ * (docs/transports.md): nil, message, code. */
+
+/* Biggest piece one receive_from asks the kernel for. */
+#define SOCKET_READ_MAX (64 * 1024)
+
+static int socket_arg(lua_State *L, int idx) {
+    lua_Integer fd = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, fd >= 0 && fd <= INT_MAX, idx, "not a socket descriptor");
+    return (int)fd;
+}
+
+static int socket_failure(lua_State *L, const char *op, int err) {
+    luaL_pushfail(L);
+    if (err == EPIPE || err == ECONNRESET) {
+        lua_pushfstring(L, "%s: the peer closed the connection", op);
+        lua_pushliteral(L, "eof");
+    } else {
+        lua_pushfstring(L, "%s: %s", op, strerror(err));
+        lua_pushliteral(L, "syscall");
+    }
+    return 3;
+}
+
+/* bio:send_to(fd) -> bytes sent (0 when the socket takes nothing now), or
+ * nil, message, code. Sends what this end has to read, as much as the
+ * socket takes; what it does not take stays here. */
+static int bio_send_to(lua_State *L) {
+    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
+    int fd = socket_arg(L, 2);
+    lua_Integer sent = 0;
+    for (;;) {
+        char *p;
+        ossl_ssize_t ready = BIO_nread0(b->bio, &p);
+        ssize_t k;
+        if (ready <= 0) break;
+        k = send(fd, p, (size_t)ready, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            BIO_nread(b->bio, &p, (int)k); /* what the socket took, and no more */
+            sent += k;
+            if (k < ready) break; /* the socket is full */
+        } else if (k < 0 && errno == EINTR) {
+            continue;
+        } else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            break;
+        } else {
+            if (sent > 0) break; /* report what went; the error comes next call */
+            return socket_failure(L, "send", k == 0 ? EPIPE : errno);
+        }
+    }
+    lua_pushinteger(L, sent);
+    return 1;
+}
+
+/* bio:receive_from(fd[, max]) -> bytes received (0 when this end has no
+ * room), or nil, "want_read" (nothing has arrived), or nil, "closed" (end
+ * of stream), or nil, message, code. Takes no more than this end has room
+ * for, and at most max (default 64 KiB). */
+static int bio_receive_from(lua_State *L) {
+    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkself(L, LUNATLS_BIO);
+    int fd = socket_arg(L, 2);
+    lua_Integer max = luaL_optinteger(L, 3, SOCKET_READ_MAX);
+    char buf[SOCKET_READ_MAX];
+    size_t room = BIO_ctrl_get_write_guarantee(b->bio);
+    ssize_t k;
+    luaL_argcheck(L, max > 0, 3, "max must be positive");
+    if ((lua_Integer)room > max) room = (size_t)max;
+    if (room > sizeof buf) room = sizeof buf;
+    if (room == 0) {
+        lua_pushinteger(L, 0);
+        return 1;
+    }
+    do k = recv(fd, buf, room, MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    if (k > 0) {
+        /* room is the write guarantee: the ring takes it all */
+        if (BIO_write(b->bio, buf, (int)k) != (int)k)
+            return luaL_error(L, "receive_from: BIO pair out of step");
+        lua_pushinteger(L, (lua_Integer)k);
+        return 1;
+    }
+    if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return socket_failure(L, "receive", errno);
+    luaL_pushfail(L);
+    lunatls_pushword(L, k == 0 ? UPV_CLOSED : UPV_WANT_READ);
+    return 2;
+}
+
 static int bio_pending(lua_State *L) {
     lunatls_BIO *b = lunatls_checkbio(L, 1);
     lua_pushinteger(L, (lua_Integer)BIO_ctrl_pending(b->bio));
@@ -212,6 +306,8 @@ void lunatls_open_bio(lua_State *L) {
         {"write", bio_write},
         {"read", bio_read},
         {"move_to", bio_move_to},
+        {"send_to", bio_send_to},
+        {"receive_from", bio_receive_from},
         {"pending", bio_pending},
         {"write_guarantee", bio_write_guarantee},
         {"read_request", bio_read_request},

@@ -69,6 +69,10 @@ function M.new(conn, transport, idle_timeout)
     conn = conn,
     transport = transport,
     net = not fd_mode and conn:bio() or nil, -- the network end (BIO mode)
+    -- the transport moves bytes to and from the network end itself
+    -- (send_from, receive_into: the socket transport, in C): `out` and
+    -- `carry` then stay empty outside the handshake's flush_reading
+    direct = not fd_mode and transport.send_from ~= nil and transport.receive_into ~= nil,
     out = "",            -- TLS bytes taken from the network end, not yet sent
     carry = "",          -- TLS bytes received, not yet taken by the network end
     flushing = 0,        -- coroutines waiting to flush
@@ -130,6 +134,7 @@ end
 function Driver:push(deadline)
   local net = self.net
   if not net then return true end
+  if self.direct and self.out == "" then return self:push_direct() end
   local data = net:read()
   if self.write_error then return nil, self.write_error end -- nowhere to go: dropped
   if data then self.out = self.out == "" and data or self.out .. data end
@@ -147,6 +152,31 @@ function Driver:push(deadline)
   return true
 end
 
+--- push for a direct transport: the bytes go from the network end into
+-- the transport (`send_from`), what it does not take stays in the ring.
+-- @return true, or nil, Failure (the write_error)
+function Driver:push_direct()
+  local net = self.net
+  if self.write_error then
+    net:read() -- nowhere to go: dropped
+    return nil, self.write_error
+  end
+  if net:pending() == 0 then return true end
+  local n, message, code = self.transport:send_from(net)
+  if not n then
+    self.write_error = M.failure(message, code or "eof")
+    net:read()
+    return nil, self.write_error
+  end
+  return true
+end
+
+--- Is some of what the connection wrote still on its way (here, not yet in
+-- the transport)?
+function Driver:unsent()
+  return self.out ~= "" or (self.direct and self.net:pending() > 0)
+end
+
 --- Is everything the connection wrote in the transport?
 function Driver:flushed()
   return not self.net or (self.out == "" and self.net:pending() == 0)
@@ -160,7 +190,7 @@ function Driver:flush(deadline)
     local ok, failure = self:push(deadline)
     if not ok then return nil, failure end
     if self:flushed() then return true end
-    if self.out ~= "" then
+    if self:unsent() then
       self.flushing = self.flushing + 1
       ok, failure = self:wait("write", deadline)
       self.flushing = self.flushing - 1
@@ -188,6 +218,7 @@ function Driver:fill(deadline, wait_for)
     if not wait_for then return true end
     return self:wait("read", deadline)
   end
+  if self.direct then return self:fill_direct(deadline, wait_for) end
   self.receiving = true
   -- no more than the network end takes: the rest would be copied to carry
   local room = net:write_guarantee()
@@ -209,6 +240,25 @@ function Driver:fill(deadline, wait_for)
   return self:wait(wait_for, deadline)
 end
 
+--- fill for a direct transport: the bytes go from the transport into the
+-- network end (`receive_into`), never more than it has room for.
+-- @return true, or nil, Failure
+function Driver:fill_direct(deadline, wait_for)
+  local n, status, code = self.transport:receive_into(self.net, READ_MAX)
+  if n and n > 0 then return self:fair(n, deadline) end
+  if n == 0 then -- no room: the connection has bytes to read first; wait, do not spin
+    status = "want_read"
+  elseif status == "closed" then
+    self.eof_in = true
+    self.net:shutdown_write() -- the connection sees end of stream
+    return true
+  elseif status ~= "want_read" then
+    return nil, M.failure(status, code or "syscall")
+  end
+  if not wait_for then return true end
+  return self:wait(wait_for, deadline)
+end
+
 --- Waits as the connection asked (`want`: "want_read" or "want_write").
 -- @return true, or nil, Failure
 function Driver:await(want, deadline)
@@ -220,7 +270,7 @@ function Driver:await(want, deadline)
   -- it is still here (and no other coroutine is pushing it), wait for
   -- either direction, so that neither side insists on writing while the
   -- other does too (a small pipe, a peer that sends before it reads).
-  if self.out ~= "" and not self:others_flush() then
+  if self:unsent() and not self:others_flush() then
     return self:fill(deadline, "any")
   end
   return self:fill(deadline, "read")

@@ -16,6 +16,38 @@ local M = {}
 -- Largest read from the socket in one call.
 local READ_MAX = 64 * 1024
 
+-- The optional fast path of the interface (docs/transports.md): the driver
+-- hands over the connection's network end, and the bytes go between its
+-- ring and the socket in C (bio:send_to, bio:receive_from), with no Lua
+-- string. The descriptor is asked for each time: a closed socket says -1.
+
+--- Sends what the network end `net` holds, as much as the socket takes.
+-- @return bytes sent (maybe 0), or nil, message, code
+local function send_from(self, net)
+  local fd = self.socket:getfd()
+  if fd < 0 then return nil, "send: the socket is closed", "eof" end
+  return net:send_to(fd)
+end
+
+--- Receives into the network end `net` what has arrived (no more than it
+-- has room for, at most `max`).
+-- @return bytes received (0: no room), or receive's failures
+local function receive_into(self, net, max)
+  local sock = self.socket
+  if sock:dirty() then
+    -- LuaSocket holds bytes it read earlier (a receive before the stream
+    -- began, e.g. a STARTTLS line): they come first, through its buffer
+    local room = net:write_guarantee()
+    if room == 0 then return 0 end
+    local data, status, code = self:receive(math.min(max or READ_MAX, room))
+    if not data then return nil, status, code end
+    return net:write(data)
+  end
+  local fd = sock:getfd()
+  if fd < 0 then return nil, "receive: the socket is closed", "eof" end
+  return net:receive_from(fd, max)
+end
+
 local Transport = {}
 Transport.__index = Transport
 Transport.__name = "lunatls.transport.socket"
@@ -33,7 +65,11 @@ function M.new(sock, wait_socket)
   end
   sock:settimeout(0)
   sock:setoption("tcp-nodelay", true)
-  return setmetatable({ socket = sock, wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+  local t = setmetatable({ socket = sock, wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+  -- A LuaSocket socket itself (not an object that wraps one, whose send may
+  -- do more): the driver moves bytes between it and the network end in C.
+  if type(sock) == "userdata" then t.send_from, t.receive_into = send_from, receive_into end
+  return t
 end
 
 --- Sends what the socket takes now.
