@@ -246,13 +246,12 @@ end
 function Driver:fill_direct(deadline, wait_for)
   local n, status, code = self.transport:receive_into(self.net, READ_MAX)
   if n and n > 0 then return self:fair(n, deadline) end
-  if n == 0 then -- no room: the connection has bytes to read first; wait, do not spin
-    status = "want_read"
-  elseif status == "closed" then
+  -- n == 0: no room, the connection has bytes to read first: wait, do not spin
+  if status == "closed" then
     self.eof_in = true
     self.net:shutdown_write() -- the connection sees end of stream
     return true
-  elseif status ~= "want_read" then
+  elseif n == nil and status ~= "want_read" then
     return nil, M.failure(status, code or "syscall")
   end
   if not wait_for then return true end
