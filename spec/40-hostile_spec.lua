@@ -40,10 +40,10 @@ local function client_hello_head()
   return hello:sub(1, #hello // 2)
 end
 
--- Connects without blocking the clients' scheduler: when the server's
--- accept queue is full the kernel drops the SYN and retries after 1 s, and a
--- blocking connect then held up the good client's pings with it (a "ping"
--- of 1.065 s that was the attacker's own connect).
+-- Connects without blocking the clients' scheduler: a blocking connect holds
+-- up every task of this process, the good client's timed pings too, and
+-- when the server's accept queue is full the kernel retries a dropped SYN
+-- only after 1 s (the likely cause of a 1.065 s "ping" that failed CI once).
 local function connect_raw(port)
   local transport = assert(require("lunatls.transport.socket").connect("127.0.0.1", port, gettime() + 5))
   return transport.socket
