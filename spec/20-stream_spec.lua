@@ -458,4 +458,78 @@ describe("stream over a memory pipe", function()
     local client = pair()
     assert.has_error(function() client:handshake() end)
   end)
+
+  it("the alert a failed read writes reaches the peer at once (a tampered record)", function()
+    -- Driver:read pushes what a read wrote before it returns the failure:
+    -- the client learns why, instead of waiting for a reply that never comes
+    local client, server, client_end = pair({}, { timeout = 2 })
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local failed, message, code
+    run(function()
+      -- an application-data record no key opens, as from the client
+      assert.equal(21, client_end:send("\23\3\3\0\16" .. ("\0"):rep(16)))
+      local data
+      data, failed = server:receive(1)
+      assert.is_nil(data)
+    end, function()
+      local _
+      _, message, code = client:receive(1)
+    end)
+    assert.equal("protocol", server:failure() and select(2, server:failure()))
+    assert.equal("protocol", code, message)
+    assert.matches("alert", message)
+    assert.is_string(failed)
+  end)
+end)
+
+describe("lunatls.transport.memory", function()
+  it("refuses a capacity or chunk it cannot honour", function()
+    assert.has_error(function() memory.pipe { capacity = 0 } end,
+      "pipe: capacity must be an integer from 1 to 64 MiB")
+    assert.has_error(function() memory.pipe { capacity = 65 * 1024 * 1024 } end,
+      "pipe: capacity must be an integer from 1 to 64 MiB")
+    assert.has_error(function() memory.pipe { capacity = 1.5 } end,
+      "pipe: capacity must be an integer from 1 to 64 MiB")
+    assert.has_error(function() memory.pipe { chunk = 0 } end, "pipe: chunk must be a positive integer")
+  end)
+
+  it("moves a network end's bytes ring to ring, within capacity and chunk, and says closed", function()
+    local a, b = memory.pipe { capacity = 10, chunk = 4 }
+    local x1, x2 = tls.new_bio_pair()
+    local y1, y2 = tls.new_bio_pair()
+    assert.equal(12, x1:write("hello, world"))
+    assert.equal(4, a:send_from(x2)) -- chunk
+    assert.equal(4, a:send_from(x2))
+    assert.equal(2, a:send_from(x2)) -- capacity
+    assert.equal(0, a:send_from(x2))
+    assert.equal(2, x2:pending())    -- what did not fit stays in the ring
+    assert.equal(10, b:pending())
+    assert.equal(4, b:receive_into(y1, 100))
+    assert.equal(2, b:receive_into(y1, 2))
+    assert.equal("hello,", y2:read())
+    assert.equal(2, a:send_from(x2))
+    a:shutdown_write()
+    assert.equal(" wor", b:receive(100))
+    assert.equal(2, b:receive_into(y1, 100))
+    assert.same({ nil, "closed" }, { b:receive_into(y1, 100) })
+    assert.equal("ld", y2:read())
+    b:close()
+    assert.same({ nil, "send: the pipe is closed", "eof" }, { a:send_from(x2) })
+  end)
+
+  it("wakes a task waiting to read when bytes come ring to ring", function()
+    local a, b = memory.pipe()
+    local x1, x2 = tls.new_bio_pair()
+    local y1, y2 = tls.new_bio_pair()
+    local got
+    run(function()
+      assert.is_true(b:wait("read"))
+      assert.equal(3, b:receive_into(y1, 100))
+      got = y2:read()
+    end, function()
+      x1:write("abc")
+      assert.equal(3, a:send_from(x2))
+    end)
+    assert.equal("abc", got)
+  end)
 end)

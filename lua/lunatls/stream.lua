@@ -22,6 +22,7 @@ local driver = require "lunatls.driver"
 local scheduler = require "lunatls.scheduler"
 
 local gettime = socket.gettime
+local running = coroutine.running
 local TIMEOUT, CLOSED = driver.TIMEOUT, driver.CLOSED
 
 local M = {}
@@ -81,7 +82,19 @@ end
 --- The deadline of an operation starting now: the per-call timeout, or the
 -- stream's deadline, whichever comes first.
 local function op_deadline(self)
-  return min_time(self.deadline, self.timeout and gettime() + self.timeout)
+  local timeout = self.timeout
+  if not timeout then return self.deadline end -- no clock read
+  return min_time(self.deadline, gettime() + timeout)
+end
+
+--- Registers the stream with the running task (scheduler.own), once per
+-- task in a row: a task that raises aborts the streams it used.
+local function own(self)
+  local co = running()
+  if self.owner ~= co then
+    self.owner = co
+    scheduler.own(self)
+  end
 end
 
 -- A limit option: a positive number, or false (off); nil takes the default.
@@ -146,6 +159,7 @@ function M.wrap(transport, ctx, opts)
     sent_close = false,       -- our close_notify has gone out
     dead = nil,               -- the Failure that killed the stream
     closed = false,
+    owner = nil,              -- the task that used the stream last (own)
   }, Stream)
 end
 
@@ -218,7 +232,7 @@ end
 function Stream:handshake()
   check_open(self)
   if self.dead then return self.dead:unpack() end
-  scheduler.own(self)
+  own(self)
   return handshake(self, op_deadline(self))
 end
 
@@ -306,7 +320,7 @@ end
 --- send's common case (can_send_now, at most one record): one write, one
 -- push. Returns send's results, or false when the general path must go on:
 -- then `self.retry` holds what OpenSSL may hold of the bytes.
-local function send_now(self, deadline, data, i, j)
+local function send_now(self, data, i, j)
   local drv, conn = self.driver, self.conn
   local ok, n = pcall(conn.write, conn, data, i, j)
   if not ok then -- a Lua callback raised inside the core (as Driver:drive)
@@ -314,12 +328,19 @@ local function send_now(self, deadline, data, i, j)
     return nil, message, code, i - 1
   end
   if n == j - i + 1 then
-    local pushed, failure = drv:push(deadline)
+    local net = drv.net
+    if not net then return j end -- descriptor mode: OpenSSL has sent it
+    local pushed, failure
+    if drv.direct then -- the record goes from the ring into the transport, in C
+      pushed, failure = drv:push_direct()
+    else
+      pushed, failure = drv:push(op_deadline(self))
+    end
     if not pushed then
       local _, message, code = fail(self, failure)
       return nil, message, code, j
     end
-    if drv:flushed() then return j end
+    if drv.out == "" and net:pending() == 0 then return j end
     return false -- the transport took part: the general path waits to flush
   end
   if math.type(n) == "integer" then i = i + n end
@@ -334,19 +355,19 @@ end
 -- (before anything sent later): resend from `last + 1`.
 -- Coroutines sending at once take turns: each send goes out whole.
 function Stream:send(data, i, j)
-  check_open(self)
+  if self.closed then check_open(self) end
   if type(data) ~= "string" then
     error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
   end
-  i, j = span(data, i, j)
+  if i == nil and j == nil then i, j = 1, #data else i, j = span(data, i, j) end
   if self.dead then return nil, self.dead.message, self.dead.code, i - 1 end
-  scheduler.own(self)
-  local deadline = op_deadline(self)
+  own(self)
   if i <= j and j - i < CHUNK and can_send_now(self) then
-    local a, b, c, d = send_now(self, deadline, data, i, j)
+    local a, b, c, d = send_now(self, data, i, j)
     if a ~= false then return a, b, c, d end
     i = j + 1 -- the stream owes these bytes (self.retry): the general path completes them
   end
+  local deadline = op_deadline(self)
   local last, message, code, sent = as_writer(self, deadline, send_span, data, i, j)
   if last == nil and sent == nil then sent = i - 1 end
   return last, message, code, sent
@@ -363,7 +384,7 @@ local function read_core(self, deadline, max)
     local ok, message, code = handshake(self, deadline)
     if not ok then return nil, message, code end
   end
-  local data, message, code = self.driver:drive(deadline, "read", false, max)
+  local data, message, code = self.driver:read(deadline, max)
   if data then return data end
   if message == "closed" and code == nil then
     self.peer_closed = true
@@ -375,13 +396,13 @@ end
 --- Runs `fn(self, ...)` as the stream's only reader: a second coroutine
 -- receiving at the same time is a mistake (both would get parts of the same
 -- bytes), and raises.
-local function as_reader(self, fn, ...)
-  local me, reader = coroutine.running(), self.reader
+local function as_reader(self, fn, arg1, arg2)
+  local me, reader = running(), self.reader
   if reader and reader ~= me and coroutine.status(reader) ~= "dead" then
     error("receive: another coroutine is receiving from this stream (receive from one at a time)", 3)
   end
   self.reader = me
-  local a, b, c, d = fn(self, ...) -- a receive's results: at most four
+  local a, b, c, d = fn(self, arg1, arg2) -- a receive's results: at most four
   self.reader = reader ~= me and nil or reader
   return a, b, c, d
 end
@@ -403,7 +424,7 @@ end
 
 local function receive_count(self, deadline, count)
   if self.inbuf == "" then -- the common case: one read brings them all, no copy
-    local data, message, code = read_core(self, deadline, math.min(count, CHUNK))
+    local data, message, code = read_core(self, deadline, count < CHUNK and count or CHUNK)
     if not data then return receive_failure(self, message, code) end
     if #data == count then return data end
     self.inbuf = data
@@ -496,14 +517,14 @@ local PATTERNS = { ["*l"] = true, l = true, ["*L"] = true, L = true, ["*a"] = tr
 -- received so far stay buffered for the next call; after any other failure
 -- (`"closed"` included) they are returned as `partial`.
 function Stream:receive(pattern, prefix)
-  check_open(self)
+  if self.closed then check_open(self) end
   pattern = pattern or "*l"
   if type(pattern) == "number" then
     if pattern < 0 or pattern % 1 ~= 0 then error("receive: bad byte count", 2) end
   elseif not PATTERNS[pattern] then
     error("receive: invalid pattern " .. tostring(pattern), 2)
   end
-  scheduler.own(self)
+  own(self)
   local data, message, code, partial = as_reader(self, receive_pattern, pattern, op_deadline(self))
   if data and prefix then data = prefix .. data end
   if not data and prefix and partial then partial = prefix .. partial end
@@ -525,8 +546,8 @@ end
 -- waiting only while there is nothing.
 -- @return data, or nil, message, code
 function Stream:receive_some(max)
-  check_open(self)
-  scheduler.own(self)
+  if self.closed then check_open(self) end
+  own(self)
   return as_reader(self, receive_some, max or CHUNK)
 end
 
@@ -561,7 +582,7 @@ end
 function Stream:shutdown(wait_for_peer)
   check_open(self)
   if self.dead then return self.dead:unpack() end
-  scheduler.own(self)
+  own(self)
   local deadline = op_deadline(self)
   local ok, message, code = handshake(self, deadline)
   if ok then ok, message, code = as_writer(self, deadline, send_close_notify) end

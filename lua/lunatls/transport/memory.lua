@@ -8,62 +8,46 @@
 --     local client = tls.wrap(a, client_ctx, { server_name = "localhost" })
 --     local server = tls.wrap(b, server_ctx)
 --
+-- Each direction keeps its bytes in a lunatls BIO pair (a ring that is
+-- allocated on the first write and freed when read empty), so the ends can
+-- offer `send_from`/`receive_into`: a stream's ciphertext then goes from its
+-- connection's network end into the pipe and out into the peer's, ring to
+-- ring in C (`bio:move_to`), with no Lua string per record.
+--
 -- A waiting end waits on an event (see `lunatls.scheduler.wait_event`): in a
 -- scheduler's task it yields to the scheduler until the other end acts.
 -- @module lunatls.transport.memory
 
+local core = require "lunatls.core"
 local scheduler = require "lunatls.scheduler"
 
 local M = {}
 
 local DEFAULT_CAPACITY = 256 * 1024
+local MAX_CAPACITY = 64 * 1024 * 1024 -- a BIO pair's largest ring
 
---- A one-way byte queue: chunks, and the offset read into the first.
-local Queue = {}
-Queue.__index = Queue
-
+--- One direction: the BIO pair end written (`w`) and the one read (`r`),
+-- whether the writer has ended (`eof`), and whether anyone waits on it
+-- since the last notification (`waited`: moving bytes nobody waits for
+-- then costs no call).
 -- `both`: the key "any" waiters of the pipe wait on; `events`: how to wait.
 local function new_queue(capacity, both, events)
-  return setmetatable({ chunks = {}, first = 1, last = 0, offset = 0, size = 0,
-                        capacity = capacity, eof = false, both = both, events = events }, Queue)
+  local w, r = core.new_bio_pair(capacity)
+  return { w = w, r = r, eof = false, waited = false, both = both, events = events }
 end
 
-function Queue:push(data)
-  self.last = self.last + 1
-  self.chunks[self.last] = data
-  self.size = self.size + #data
-end
-
-function Queue:pop(max)
-  local first, next_chunk = self.chunks[self.first], self.chunks[self.first + 1]
-  -- the common case: one whole chunk is all there is (or all that fits), no copy
-  if self.offset == 0 and #first <= max and (not next_chunk or #first + #next_chunk > max) then
-    self.chunks[self.first] = nil
-    self.first = self.first + 1
-    self.size = self.size - #first
-    return first
-  end
-  local parts, got = {}, 0
-  while got < max and self.first <= self.last do
-    local chunk = self.chunks[self.first]
-    local take = math.min(#chunk - self.offset, max - got)
-    parts[#parts + 1] = chunk:sub(self.offset + 1, self.offset + take)
-    got = got + take
-    self.offset = self.offset + take
-    if self.offset == #chunk then
-      self.chunks[self.first] = nil
-      self.first, self.offset = self.first + 1, 0
-    end
-  end
-  self.size = self.size - got
-  return table.concat(parts)
-end
-
--- Wakes who waits on the queue, and every "any" waiter of the pipe.
+-- Wakes who waits on the queue, and every "any" waiter of the pipe. (The
+-- ends that move bytes check `waited` first, to make no call at all.)
 local function notify(queue)
-  local events = queue.events
-  events.notify(queue)
-  events.notify(queue.both)
+  if queue.waited then
+    queue.waited = false
+    queue.events.notify(queue)
+  end
+  local both = queue.both
+  if both.waited then
+    both.waited = false
+    queue.events.notify(both)
+  end
 end
 
 local End = {}
@@ -72,40 +56,62 @@ End.__name = "lunatls.transport.memory"
 
 --- Makes a connected pair of ends.
 -- @tparam[opt] table options `capacity` (bytes each direction holds before
--- `send` takes fewer; default 256 KiB), `chunk` (the most bytes one `send`
--- or `receive` moves: 1 delivers a byte at a time; default unlimited), and
--- how the ends wait: `wait_event(key, deadline)`, `notify(key)`, `pause()`
--- (default: the scheduler's)
+-- `send` takes fewer; default 256 KiB, at most 64 MiB), `chunk` (the most
+-- bytes one `send` or `receive` moves: 1 delivers a byte at a time; default
+-- unlimited), and how the ends wait: `wait_event(key, deadline)`,
+-- `notify(key)`, `pause()` (default: the scheduler's)
 -- @return two transports
 function M.pipe(options)
   options = options or {}
   local capacity = options.capacity or DEFAULT_CAPACITY
+  if math.type(capacity) ~= "integer" or capacity < 1 or capacity > MAX_CAPACITY then
+    error("pipe: capacity must be an integer from 1 to 64 MiB", 2)
+  end
+  local chunk = options.chunk
+  if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
+    error("pipe: chunk must be a positive integer", 2)
+  end
   local events = {
     wait_event = options.wait_event or scheduler.wait_event,
     notify = options.notify or scheduler.notify,
     pause = options.pause or scheduler.pause,
   }
   -- "any" waiters of both ends wait on one key, notified with every change
-  local both = {}
+  local both = { waited = false }
   local ab, ba = new_queue(capacity, both, events), new_queue(capacity, both, events)
-  local a = setmetatable({ incoming = ba, outgoing = ab, chunk = options.chunk, both = both }, End)
-  local b = setmetatable({ incoming = ab, outgoing = ba, chunk = options.chunk, both = both }, End)
+  local a = setmetatable({ incoming = ba, outgoing = ab, chunk = chunk, both = both }, End)
+  local b = setmetatable({ incoming = ab, outgoing = ba, chunk = chunk, both = both }, End)
   return a, b
+end
+
+local function closed_for_sending()
+  return nil, "send: the pipe is closed", "eof"
 end
 
 --- Sends what fits.
 -- @return bytes taken (maybe 0), or nil, message, "eof" once either end closed
 function End:send(data)
   local queue = self.outgoing
-  if self.closed or queue.eof then
-    return nil, "send: the pipe is closed", "eof"
-  end
-  local n = math.min(#data, queue.capacity - queue.size, self.chunk or math.huge)
-  if n > 0 then
-    queue:push(n == #data and data or data:sub(1, n))
-    notify(queue)
-  end
+  if self.closed or queue.eof then return closed_for_sending() end
+  local n = queue.w:write(data, 1, self.chunk)
+  if n > 0 and (queue.waited or queue.both.waited) then notify(queue) end
   return n
+end
+
+--- Sends what the network end `net` holds (what fits), ring to ring.
+-- @return bytes taken (maybe 0), or nil, message, "eof" as `send`
+function End:send_from(net)
+  local queue = self.outgoing
+  if self.closed or queue.eof then return closed_for_sending() end
+  local n = net:move_to(queue.w, self.chunk)
+  if n > 0 and (queue.waited or queue.both.waited) then notify(queue) end
+  return n
+end
+
+-- Nothing was there to take: "want_read", or "closed" once the other end
+-- has closed and everything it sent has been read.
+local function nothing_here(queue)
+  return nil, queue.eof and "closed" or "want_read"
 end
 
 --- Receives at most `max` bytes.
@@ -114,12 +120,30 @@ end
 function End:receive(max)
   local queue = self.incoming
   if self.closed then return nil, "receive: the pipe is closed", "eof" end
-  if queue.size == 0 then
-    return nil, queue.eof and "closed" or "want_read"
-  end
-  local data = queue:pop(math.min(max or math.huge, self.chunk or math.huge))
+  local chunk = self.chunk
+  if chunk and (not max or max > chunk) then max = chunk end
+  local data = queue.r:read(max)
+  if not data then return nothing_here(queue) end
   notify(queue)
   return data
+end
+
+--- Receives into the network end `net` (at most `max` bytes, no more than
+-- it has room for), ring to ring.
+-- @return bytes received (0: `net` has no room), or `receive`'s failures
+function End:receive_into(net, max)
+  local queue = self.incoming
+  if self.closed then return nil, "receive: the pipe is closed", "eof" end
+  local chunk = self.chunk
+  if chunk and (not max or max > chunk) then max = chunk end
+  local r = queue.r
+  local n = r:move_to(net, max)
+  if n and n > 0 then
+    if queue.waited or queue.both.waited then notify(queue) end
+    return n
+  end
+  if r:pending() > 0 then return 0 end
+  return nothing_here(queue)
 end
 
 --- Waits until there is something to read (or the other end closed), or
@@ -130,16 +154,15 @@ end
 -- @return true, or nil, "timeout"
 function End:wait(what, deadline)
   local incoming, outgoing = self.incoming, self.outgoing
-  local can_read = what ~= "write" and (incoming.size > 0 or incoming.eof)
-  local can_write = what ~= "read" and (outgoing.size < outgoing.capacity or outgoing.eof)
+  local can_read = what ~= "write" and (incoming.eof or incoming.r:pending() > 0)
+  local can_write = what ~= "read" and (outgoing.eof or outgoing.w:write_guarantee() > 0)
   if can_read or can_write then
     incoming.events.pause()
     return true
   end
-  if what == "any" then -- either queue moving wakes us
-    return incoming.events.wait_event(self.both, deadline)
-  end
-  return incoming.events.wait_event(what == "read" and incoming or outgoing, deadline)
+  local key = what == "any" and self.both or what == "read" and incoming or outgoing
+  key.waited = true
+  return incoming.events.wait_event(key, deadline)
 end
 
 --- Closes this end: the other end reads what was sent, then "closed"; its
@@ -161,7 +184,7 @@ end
 
 --- Bytes sent by the other end and not yet received here.
 function End:pending()
-  return self.incoming.size
+  return self.incoming.r:pending()
 end
 
 return M
