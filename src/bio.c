@@ -20,9 +20,7 @@
 #define READ_CHUNK (16 * 1024)
 
 lunatls_BIO *lunatls_checkbio(lua_State *L, int idx) {
-    lunatls_BIO *b = (lunatls_BIO *)lunatls_checkclass(L, idx, UPV_BIO_CLASS, LUNATLS_BIO);
-    if (b->bio == NULL) luaL_error(L, "attempt to use a closed %s", LUNATLS_BIO);
-    return b;
+    return (lunatls_BIO *)lunatls_checkopen_class(L, idx, UPV_BIO_CLASS, LUNATLS_BIO);
 }
 
 /* Pushes a BIO object that takes over one reference to bio. */

@@ -37,10 +37,10 @@ static int buffer_new(lua_State *L) {
 
 /* buf:tostring([i[, j]]) -> the bytes it holds (string.sub's positions) */
 static int buffer_tostring(lua_State *L) {
-    lunatls_Buffer *b = lunatls_checkbuffer(L, 1);
     size_t len;
-    const char *s = lunatls_check_range(L, 1, &len);
-    (void)b;
+    const char *s;
+    lunatls_checkbuffer(L, 1); /* self must be a Buffer: check_range takes strings too */
+    s = lunatls_check_range(L, 1, &len);
     lua_pushlstring(L, s, len);
     return 1;
 }

@@ -374,6 +374,16 @@ static size_t read_more(lunatls_Conn *c, char *p, size_t room, int *stopped) {
     return total;
 }
 
+/* The records a read (read, read_into) finds here, into p, at most limit
+ * bytes: returns 0 when the first SSL_read_ex found nothing (nothing_read
+ * then gives the results), else 1 with *n the bytes read and *stopped as
+ * read_more sets it (SSL_ERROR_NONE while limit was not reached). */
+static int read_records(lunatls_Conn *c, char *p, size_t limit, size_t *n, int *stopped) {
+    if (!SSL_read_ex(c->ssl, p, limit, n)) return 0;
+    if (*n < limit && more_buffered(c)) *n += read_more(c, p + *n, limit - *n, stopped);
+    return 1;
+}
+
 /* Past RECORD_MAX bytes (a max larger than the default): the rest of the
  * gathering goes through a luaL_Buffer, which starts with what buf holds. */
 static void read_beyond(lua_State *L, lunatls_Conn *c, const char *buf, size_t len,
@@ -419,15 +429,12 @@ static int conn_read(lua_State *L) {
     if (c->failed) return repeat_failure(L);
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
-    if (!SSL_read_ex(c->ssl, buf, limit, &n)) return nothing_read(L, c);
-    if ((lua_Integer)n < max && more_buffered(c)) {
-        /* More records wait: gather them while max allows. */
-        n += read_more(c, buf + n, limit - n, &stopped);
-        if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max) {
-            read_beyond(L, c, buf, n, max);
-            end_call(L, c, "read", 1);
-            return 1;
-        }
+    if (!read_records(c, buf, limit, &n, &stopped)) return nothing_read(L, c);
+    if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && more_buffered(c)) {
+        /* buf is full, max allows more, and more records wait */
+        read_beyond(L, c, buf, n, max);
+        end_call(L, c, "read", 1);
+        return 1;
     }
     end_call(L, c, "read", 1);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
@@ -450,8 +457,7 @@ static int conn_read_into(lua_State *L) {
     b->len = 0;
     if (c->failed) return repeat_failure(L);
     enter_call(L, c);
-    if (!SSL_read_ex(c->ssl, b->bytes, limit, &n)) return nothing_read(L, c);
-    if (n < limit && more_buffered(c)) n += read_more(c, b->bytes + n, limit - n, &stopped);
+    if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
     end_call(L, c, "read", 1);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;

@@ -42,11 +42,17 @@ void *lunatls_checkclass(lua_State *L, int idx, int upv, const char *tname) {
     return p != NULL ? p : luaL_checkudata(L, idx, tname);
 }
 
-/* The self (argument 1) of a method, open. */
-void *lunatls_checkself(lua_State *L, const char *tname) {
-    void **p = (void **)lunatls_checkclass(L, 1, UPV_METATABLE, tname);
+/* Argument idx, an open object of class tname (lunatls_checkclass), for
+ * every object whose struct starts with its OpenSSL pointer. */
+void *lunatls_checkopen_class(lua_State *L, int idx, int upv, const char *tname) {
+    void **p = (void **)lunatls_checkclass(L, idx, upv, tname);
     if (*p == NULL) luaL_error(L, "attempt to use a closed %s", tname);
     return p;
+}
+
+/* The self (argument 1) of a method, open. */
+void *lunatls_checkself(lua_State *L, const char *tname) {
+    return lunatls_checkopen_class(L, 1, UPV_METATABLE, tname);
 }
 
 /* Empties the thread's OpenSSL error queue, so that SSL_get_error and

@@ -241,6 +241,7 @@ void lunatls_clear_errors(void);
 void *lunatls_checkself(lua_State *L, const char *tname);
 void *lunatls_testclass(lua_State *L, int idx, int upv, const char *tname);
 void *lunatls_checkclass(lua_State *L, int idx, int upv, const char *tname);
+void *lunatls_checkopen_class(lua_State *L, int idx, int upv, const char *tname);
 void lunatls_pushword(lua_State *L, int word);
 void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
                       const luaL_Reg *metamethods);

@@ -497,9 +497,7 @@ local function receive_all(self, deadline)
 end
 
 local function receive_pattern(self, pattern, deadline)
-  if type(pattern) == "number" then
-    return receive_count(self, deadline, pattern)
-  elseif pattern == "*l" or pattern == "l" then
+  if pattern == "*l" or pattern == "l" then
     return receive_line(self, deadline, false)
   elseif pattern == "*L" or pattern == "L" then
     return receive_line(self, deadline, true)
@@ -525,7 +523,12 @@ function Stream:receive(pattern, prefix)
     error("receive: invalid pattern " .. tostring(pattern), 2)
   end
   own(self)
-  local data, message, code, partial = as_reader(self, receive_pattern, pattern, op_deadline(self))
+  local data, message, code, partial
+  if type(pattern) == "number" then -- the common case, one call shorter
+    data, message, code, partial = as_reader(self, receive_count, op_deadline(self), pattern)
+  else
+    data, message, code, partial = as_reader(self, receive_pattern, pattern, op_deadline(self))
+  end
   if data and prefix then data = prefix .. data end
   if not data and prefix and partial then partial = prefix .. partial end
   return data, message, code, partial
