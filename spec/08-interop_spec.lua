@@ -305,6 +305,38 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     end
   end)
 
+  it("read(max) takes every record the socket already holds, in one call", function()
+    -- a socket does not say how much it holds: descriptor mode reads on
+    -- until OpenSSL says want_read (a stream's receive_some then gets a
+    -- bulk transfer's small records together, not one call each)
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local csock = assert(link.connect(port))
+    finally(function() csock:close() end)
+    local ssock = assert(link.accept(listener, 5))
+    finally(function() ssock:close() end)
+    local client = pair.client_context():new_conn { server_name = "localhost", fd = csock }
+    local server = pair.server_context():new_conn { fd = ssock }
+    for _ = 1, 50 do
+      local c, s = client:do_handshake(), server:do_handshake()
+      if c == "done" and s == "done" then break end
+      socket.select({ csock, ssock }, nil, 0.1)
+    end
+    assert.equal("want_read", select(2, client:read())) -- the tickets, read
+    for i = 1, 20 do assert.equal(100, server:write(("%03d"):format(i):rep(100):sub(1, 100))) end
+    socket.select({ csock }, nil, 1)
+    socket.sleep(0.05) -- all 20 records are in the socket by now
+    local data = client:read(16384)
+    assert.equal(2000, #data)
+    assert.equal(("020"):rep(34):sub(1, 100), data:sub(1901))
+    assert.same({ nil, "want_read" }, { client:read() })
+    assert.equal(300, server:write(("x"):rep(300)))
+    socket.select({ csock }, nil, 1)
+    socket.sleep(0.05)
+    assert.equal(("x"):rep(10), client:read(10)) -- and never more than max
+    assert.equal(("x"):rep(290), client:read())
+  end)
+
   it("gives 'syscall' with the OS reason for a closed descriptor", function()
     local listener, port = link.listen()
     finally(function() listener:close() end)

@@ -199,3 +199,41 @@ for _, name in ipairs { "cqueues", "luv" } do
     end)
   end)
 end
+
+describe("lunatls.transport.luv with a stale loop clock", function()
+  it("a wait and a sleep last what they were given, however long since the loop last ran", function()
+    -- libuv caches its clock at each loop iteration; Lua work outside
+    -- uv.run leaves it behind (here 0.4 s). A timer counted from it fired
+    -- at once: a stream's 10 s wait timed out at its start (spec/27's echo
+    -- failed after a long spec file, with luv loaded for the whole run).
+    local uv = scheduler.luv()
+    local module = require "lunatls.transport.luv"
+    local listener = assert(socket.bind("127.0.0.1", 0))
+    local ip, port = listener:getsockname()
+    local sock = assert(socket.connect(ip, port))
+    local peer = assert(listener:accept())
+    local transport = module.new(sock)
+    local waited, slept, result
+    uv.run("nowait")
+    socket.sleep(0.4) -- the loop's clock falls behind
+    coroutine.wrap(function()
+      local t0 = gettime()
+      result = { transport:wait("read", gettime() + 0.3) } -- nothing will arrive
+      waited = gettime() - t0
+      t0 = gettime()
+      module.sleep(0.2)
+      slept = gettime() - t0
+    end)()
+    local guard = uv.new_timer()
+    guard:start(3000, 0, function() uv.stop() end)
+    while not slept and guard:is_active() do uv.run("once") end
+    guard:close()
+    transport:close()
+    peer:close()
+    listener:close()
+    uv.run("nowait")
+    assert.same({ nil, "timeout" }, result)
+    assert.is_true(waited >= 0.25, "the wait ended after " .. tostring(waited) .. " s")
+    assert.is_true(slept >= 0.15, "the sleep ended after " .. tostring(slept) .. " s")
+  end)
+end)

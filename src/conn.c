@@ -335,6 +335,15 @@ static int more_buffered(lunatls_Conn *c) {
     return SSL_pending(c->ssl) + BIO_ctrl_pending(SSL_get_rbio(c->ssl)) > 0;
 }
 
+/* Whether a read that got data should try for more records. A socket does
+ * not say what it holds (BIO_ctrl_pending is 0): in descriptor mode trying
+ * is how to know, and a try that finds nothing costs one recv (EAGAIN).
+ * Without it every record of a bulk transfer was a read call of its own
+ * from Lua (issue 11: 64-byte writes, one stream receive each). */
+static int may_gather(lunatls_Conn *c) {
+    return c->fd_mode || more_buffered(c);
+}
+
 /* A read that found nothing to read leaves the connection idle. When the
  * records it processed were handshake messages (the TLS 1.3 session
  * tickets a client reads: they replace its session), OpenSSL keeps its
@@ -380,7 +389,7 @@ static size_t read_more(lunatls_Conn *c, char *p, size_t room, int *stopped) {
  * read_more sets it (SSL_ERROR_NONE while limit was not reached). */
 static int read_records(lunatls_Conn *c, char *p, size_t limit, size_t *n, int *stopped) {
     if (!SSL_read_ex(c->ssl, p, limit, n)) return 0;
-    if (*n < limit && more_buffered(c)) *n += read_more(c, p + *n, limit - *n, stopped);
+    if (*n < limit && may_gather(c)) *n += read_more(c, p + *n, limit - *n, stopped);
     return 1;
 }
 
@@ -430,7 +439,7 @@ static int conn_read(lua_State *L) {
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!read_records(c, buf, limit, &n, &stopped)) return nothing_read(L, c);
-    if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && more_buffered(c)) {
+    if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
         end_call(L, c, "read", 1);

@@ -82,6 +82,16 @@ function Poller:update()
   end)
 end
 
+--- Starts `timer` to call `fn` once, `seconds` from now. libuv counts
+-- from the time it cached at its last loop iteration: after long Lua work
+-- outside `uv.run` (or a luv loaded long before its first run) that time
+-- is stale, and a timer started from it fired at once (a 10 s wait timed
+-- out at its start). Reading the clock first makes `seconds` mean now.
+local function start_timer(timer, seconds, fn)
+  uv.update_time()
+  timer:start(math.max(0, math.ceil(seconds * 1000)), 0, fn)
+end
+
 --- Suspends the running coroutine until the descriptor is ready for
 -- `what` or the deadline passes.
 function Poller:wait(what, deadline)
@@ -93,7 +103,7 @@ function Poller:wait(what, deadline)
   local timer
   if deadline then
     timer = uv.new_timer()
-    timer:start(math.max(0, math.ceil((deadline - gettime()) * 1000)), 0, function()
+    start_timer(timer, deadline - gettime(), function()
       if self.waiting[co] then
         self.waiting[co] = nil
         self:update()
@@ -127,7 +137,7 @@ end
 local function sleep(seconds)
   local co = coroutine.running()
   local timer = uv.new_timer()
-  timer:start(math.max(0, math.ceil(seconds * 1000)), 0, function() close_handle(timer) resume(co) end)
+  start_timer(timer, seconds, function() close_handle(timer) resume(co) end)
   coroutine.yield()
 end
 M.sleep = sleep
