@@ -34,14 +34,19 @@ end
 -- @return bytes received (0: no room), or receive's failures
 local function receive_into(self, net, max)
   local sock = self.socket
-  if sock:dirty() then
-    -- LuaSocket holds bytes it read earlier (a receive before the stream
-    -- began, e.g. a STARTTLS line): they come first, through its buffer
-    local room = net:write_guarantee()
-    if room == 0 then return 0 end
-    local data, status, code = self:receive(math.min(max or READ_MAX, room))
-    if not data then return nil, status, code end
-    return net:write(data)
+  -- LuaSocket's buffer fills only through its receive: before the stream
+  -- began (a STARTTLS line read ahead) or in Transport:receive. Until one
+  -- of those, asking it (sock:dirty(), a class check and a call) is skipped.
+  if self.maybe_buffered then
+    if sock:dirty() then
+      -- bytes LuaSocket read earlier come first, through its buffer
+      local room = net:write_guarantee()
+      if room == 0 then return 0 end
+      local data, status, code = self:receive(math.min(max or READ_MAX, room))
+      if not data then return nil, status, code end
+      return net:write(data)
+    end
+    self.maybe_buffered = false
   end
   local fd = sock:getfd()
   if fd < 0 then return nil, "receive: the socket is closed", "eof" end
@@ -65,7 +70,8 @@ function M.new(sock, wait_socket)
   end
   sock:settimeout(0)
   sock:setoption("tcp-nodelay", true)
-  local t = setmetatable({ socket = sock, wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+  local t = setmetatable({ socket = sock, wait_socket = wait_socket or scheduler.wait_socket,
+                          maybe_buffered = true }, Transport)
   -- A LuaSocket socket itself (not an object that wraps one, whose send may
   -- do more): the driver moves bytes between it and the network end in C.
   if type(sock) == "userdata" then t.send_from, t.receive_into = send_from, receive_into end
@@ -86,6 +92,7 @@ end
 -- @return data, or nil, "want_read" (nothing yet), or nil, "closed" (end of
 -- stream), or nil, message, code
 function Transport:receive(max)
+  self.maybe_buffered = true -- LuaSocket may keep what it read beyond max
   local data, err, partial = self.socket:receive(max or READ_MAX)
   if data then return data end
   if partial and partial ~= "" then return partial end -- the error comes next call
