@@ -482,6 +482,28 @@ describe("stream over a memory pipe", function()
   end)
 end)
 
+describe("stream reads", function()
+  it("give what OpenSSL holds decrypted before a failure of the transport", function()
+    -- Driver:read moves bytes into an empty ring before reading; when that
+    -- move fails, the plaintext already here still comes first
+    local client, server, _, server_end = pair()
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local got = {}
+    run(function()
+      assert(client:send(("y"):rep(100)))
+      got[1] = server:receive(10) -- one record read: 90 bytes stay inside OpenSSL
+      server_end:close()          -- this end's transport fails from now on
+      got[2] = server:receive(90)
+      got[3] = { server:receive(1) }
+    end)
+    assert.equal(("y"):rep(10), got[1])
+    assert.equal(("y"):rep(90), got[2])
+    assert.is_nil(got[3][1])
+    assert.matches("the pipe is closed", got[3][2])
+    assert.equal("eof", got[3][3])
+  end)
+end)
+
 describe("lunatls.transport.memory", function()
   it("refuses a capacity or chunk it cannot honour", function()
     assert.has_error(function() memory.pipe { capacity = 0 } end,

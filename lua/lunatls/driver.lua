@@ -65,10 +65,12 @@ Driver.__index = Driver
 -- @tparam[opt] number idle_timeout the longest one wait may last (seconds)
 function M.new(conn, transport, idle_timeout)
   local fd_mode = transport.fd ~= nil
+  local net = not fd_mode and conn:bio() or nil
   return setmetatable({
     conn = conn,
     transport = transport,
-    net = not fd_mode and conn:bio() or nil, -- the network end (BIO mode)
+    net = net,           -- the network end (BIO mode)
+    ring_size = net and net:write_guarantee(), -- its room while empty
     -- the transport moves bytes to and from the network end itself
     -- (send_from, receive_into: the socket transport, in C): `out` and
     -- `carry` then stay empty outside the handshake's flush_reading
@@ -313,6 +315,16 @@ end
 -- @return data, or what the last read returned, or nil, Failure
 function Driver:read(deadline, max)
   local conn, net = self.conn, self.net
+  -- The connection's incoming ring is empty: a read now could only say
+  -- want_read (or give what OpenSSL holds decrypted). Bytes the transport
+  -- has go into the ring first; a failure to take them waits until the
+  -- connection has nothing left to give.
+  local early_failure
+  if self.direct and net:write_guarantee() == self.ring_size and not self.receiving
+     and self.carry == "" and not self.eof_in then
+    local took, failure = self:fill_direct(deadline, nil)
+    if not took then early_failure = failure end
+  end
   while true do
     local ok, data, status, code = pcall(conn.read, conn, max)
     if not ok then return nil, M.failure(tostring(data), "callback") end
@@ -322,6 +334,7 @@ function Driver:read(deadline, max)
     local pushed, failure = true, nil
     -- what the read wrote (an alert, a handshake message) goes out now
     if net and (self.out ~= "" or net:pending() > 0) then pushed, failure = self:push(deadline) end
+    if status == "want_read" and early_failure then return nil, early_failure end
     if status == "want_read" and self.direct and not self.receiving and self.carry == ""
        and not self.eof_in and net:pending() == 0 then
       ok, failure = self:fill_direct(deadline, "read")
