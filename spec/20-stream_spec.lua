@@ -482,6 +482,28 @@ describe("stream over a memory pipe", function()
   end)
 end)
 
+describe("stream ownership", function()
+  it("a task that raises aborts the stream it used, whichever task used it before", function()
+    -- streams register with the running task once per task in a row
+    -- (stream.lua, own): each new task must still get the stream
+    local client, server = pair()
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local failures = {}
+    local sched = scheduler.new { on_error = function(err) failures[#failures + 1] = err end }
+    sched:spawn(function() assert(client:send("a")) end)
+    assert(sched:run(10))
+    sched:spawn(function()
+      assert(client:send("b"))
+      error("boom", 0)
+    end)
+    local ok, err = sched:run(10)
+    assert.is_nil(ok)
+    assert.matches("^boom", err) -- with the task's traceback
+    assert.equal(1, #failures)
+    assert.has_error(function() client:send("c") end, "attempt to use a closed lunatls.Stream")
+  end)
+end)
+
 describe("stream reads", function()
   it("give what OpenSSL holds decrypted before a failure of the transport", function()
     -- Driver:read moves bytes into an empty ring before reading; when that

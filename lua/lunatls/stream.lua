@@ -87,12 +87,16 @@ local function op_deadline(self)
   return min_time(self.deadline, gettime() + timeout)
 end
 
+-- The task that used each stream last, held weakly both ways: a stream
+-- must not keep a finished task's coroutine (and its stack) alive.
+local last_owner = setmetatable({}, { __mode = "kv" })
+
 --- Registers the stream with the running task (scheduler.own), once per
 -- task in a row: a task that raises aborts the streams it used.
 local function own(self)
   local co = running()
-  if self.owner ~= co then
-    self.owner = co
+  if last_owner[self] ~= co then
+    last_owner[self] = co
     scheduler.own(self)
   end
 end
@@ -159,7 +163,6 @@ function M.wrap(transport, ctx, opts)
     sent_close = false,       -- our close_notify has gone out
     dead = nil,               -- the Failure that killed the stream
     closed = false,
-    owner = nil,              -- the task that used the stream last (own)
   }, Stream)
 end
 
