@@ -247,14 +247,7 @@ end
 -- @return true, or nil, Failure
 function Driver:fill_direct(deadline, wait_for)
   local n, status, code = self.transport:receive_into(self.net, READ_MAX)
-  if n and n > 0 then
-    local moved = self.moved + n
-    if moved < FAIR_SHARE then -- fair's common case, without the call
-      self.moved = moved
-      return true
-    end
-    return self:fair(n, deadline)
-  end
+  if n and n > 0 then return self:fair(n, deadline) end
   -- n == 0: no room, the connection has bytes to read first: wait, do not spin
   if status == "closed" then
     self.eof_in = true
@@ -308,10 +301,9 @@ function Driver:drive(deadline, method, status_first, arg, i, j)
 end
 
 --- `drive(deadline, "read", false, max)`, with its common case made short:
--- one read, and when the connection wants bytes and nothing of ours waits
--- to go out, one move from the transport (a direct transport's
--- `receive_into`, without the turns `await` weighs) before waiting. What a
--- read that returns no data wrote (an alert) is pushed, as `drive` does.
+-- what a direct transport holds is moved into an empty ring first, then
+-- the loop is `drive`'s: read, push what a read that returned no data
+-- wrote (an alert), wait as the connection asks.
 -- @return data, or what the last read returned, or nil, Failure
 function Driver:read(deadline, max)
   local conn, net = self.conn, self.net
@@ -320,8 +312,8 @@ function Driver:read(deadline, max)
   -- has go into the ring first; a failure to take them waits until the
   -- connection has nothing left to give.
   local early_failure
-  if self.direct and net:write_guarantee() == self.ring_size and not self.receiving
-     and self.carry == "" and not self.eof_in then
+  if self.direct and not self.receiving and self.carry == "" and not self.eof_in
+     and net:write_guarantee() == self.ring_size then
     local took, failure = self:fill_direct(deadline, nil)
     if not took then early_failure = failure end
   end
@@ -331,19 +323,14 @@ function Driver:read(deadline, max)
     -- data: OpenSSL wrote nothing (a KeyUpdate's answer waits for the next
     -- write), and no call is spent on looking
     if data then return data end
-    local pushed, failure = true, nil
     -- what the read wrote (an alert, a handshake message) goes out now
-    if net and (self.out ~= "" or net:pending() > 0) then pushed, failure = self:push(deadline) end
+    local pushed, failure = self:push(deadline)
     if status == "want_read" and early_failure then return nil, early_failure end
-    if status == "want_read" and self.direct and not self.receiving and self.carry == ""
-       and not self.eof_in and net:pending() == 0 then
-      ok, failure = self:fill_direct(deadline, "read")
-    elseif status == "want_read" or status == "want_write" then
-      if status == "want_write" and not pushed then return nil, failure end
-      ok, failure = self:await(status, deadline)
-    else
+    if status ~= "want_read" and status ~= "want_write" then
       return nil, status, code -- a result (a failed push is the next write's business)
     end
+    if status == "want_write" and not pushed then return nil, failure end
+    ok, failure = self:await(status, deadline)
     if not ok then return nil, failure end
   end
 end

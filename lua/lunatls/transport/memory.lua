@@ -36,8 +36,8 @@ local function new_queue(capacity, both, events)
   return { w = w, r = r, eof = false, waited = false, both = both, events = events }
 end
 
--- Wakes who waits on the queue, and every "any" waiter of the pipe. (The
--- ends that move bytes check `waited` first, to make no call at all.)
+-- Wakes who waits on the queue, and every "any" waiter of the pipe (only
+-- those that wait: moving bytes nobody waits for wakes no one).
 local function notify(queue)
   if queue.waited then
     queue.waited = false
@@ -94,7 +94,7 @@ function End:send(data)
   local queue = self.outgoing
   if self.closed or queue.eof then return closed_for_sending() end
   local n = queue.w:write(data, 1, self.chunk)
-  if n > 0 and (queue.waited or queue.both.waited) then notify(queue) end
+  if n > 0 then notify(queue) end
   return n
 end
 
@@ -104,8 +104,15 @@ function End:send_from(net)
   local queue = self.outgoing
   if self.closed or queue.eof then return closed_for_sending() end
   local n = net:move_to(queue.w, self.chunk)
-  if n > 0 and (queue.waited or queue.both.waited) then notify(queue) end
+  if n > 0 then notify(queue) end
   return n
+end
+
+-- `max` within the end's `chunk` (nil: no limit).
+local function capped(self, max)
+  local chunk = self.chunk
+  if chunk and (not max or max > chunk) then return chunk end
+  return max
 end
 
 -- Nothing was there to take: "want_read", or "closed" once the other end
@@ -120,9 +127,7 @@ end
 function End:receive(max)
   local queue = self.incoming
   if self.closed then return nil, "receive: the pipe is closed", "eof" end
-  local chunk = self.chunk
-  if chunk and (not max or max > chunk) then max = chunk end
-  local data = queue.r:read(max)
+  local data = queue.r:read(capped(self, max))
   if not data then return nothing_here(queue) end
   notify(queue)
   return data
@@ -134,12 +139,10 @@ end
 function End:receive_into(net, max)
   local queue = self.incoming
   if self.closed then return nil, "receive: the pipe is closed", "eof" end
-  local chunk = self.chunk
-  if chunk and (not max or max > chunk) then max = chunk end
   local r = queue.r
-  local n = r:move_to(net, max)
+  local n = r:move_to(net, capped(self, max))
   if n and n > 0 then
-    if queue.waited or queue.both.waited then notify(queue) end
+    notify(queue)
     return n
   end
   if r:pending() > 0 then return 0 end
