@@ -159,9 +159,14 @@ static long half_nread(BIO *bio, Half *h, long num, char **out) {
 /* ---- control ---- */
 
 static long half_ctrl(BIO *bio, int cmd, long num, void *ptr) {
-    Half *h = (Half *)BIO_get_data(bio);
-    Half *peer = h != NULL ? h->peer : NULL;
+    Half *h, *peer;
+    /* The commands between are none of a pair's; OpenSSL asks some of them
+     * often (kTLS: about a dozen per record written, issue 11): answer
+     * before the call to BIO_get_data and the stack frame it needs. */
+    if (cmd > BIO_CTRL_WPENDING && cmd < BIO_C_SET_WRITE_BUF_SIZE) return 0;
+    h = (Half *)BIO_get_data(bio);
     if (h == NULL) return 0;
+    peer = h->peer;
     switch (cmd) {
     case BIO_CTRL_PENDING: return peer != NULL ? (long)peer->len : 0;
     case BIO_CTRL_WPENDING: return (long)h->len;
