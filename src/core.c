@@ -105,14 +105,19 @@ const char *lunatls_check_range(lua_State *L, int arg, size_t *len) {
     const char *s;
     lunatls_Buffer *b;
     lua_Integer i, j, n;
-    if (lua_type(L, arg) == LUA_TUSERDATA && (b = lunatls_testbuffer(L, arg)) != NULL) {
+    int type = lua_type(L, arg);
+    if (type == LUA_TUSERDATA && (b = lunatls_testbuffer(L, arg)) != NULL) {
         s = b->bytes;
         size = b->len;
-    } else if (lua_type(L, arg) == LUA_TSTRING || lua_type(L, arg) == LUA_TNUMBER) {
+    } else if (type == LUA_TSTRING || type == LUA_TNUMBER) {
         s = lua_tolstring(L, arg, &size);
     } else {
         luaL_typeerror(L, arg, "string or lunatls.Buffer");
         return NULL;
+    }
+    if (lua_gettop(L) == arg) { /* no i, j: the whole, the usual call (a write per message) */
+        *len = size;
+        return s;
     }
     i = luaL_optinteger(L, arg + 1, 1);
     j = luaL_optinteger(L, arg + 2, -1);
