@@ -19,7 +19,7 @@
 --
 -- WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
 -- zc_bulk16k | zc_bulk1k | zc_bulk64 | zc_msg1k | memory_client | memory_server |
--- tcp_memory_client | tcp_memory_server |
+-- tcp_memory_client | tcp_memory_server | adopted_memory_client | adopted_memory_server |
 -- tcp_handshake | tcp_bulk16k | tcp_bulk1k | tcp_bulk64 | tcp_msg1k |
 -- sock_handshake | sock_bulk16k | sock_bulk1k | sock_bulk64 | sock_msg1k |
 -- stream_handshake | stream_bulk16k | stream_bulk1k | stream_bulk64 | stream_msg1k,
@@ -332,20 +332,36 @@ local function tcp_read_exactly(conn, size)
   error("read: nothing arrives")
 end
 
---- The TCP (fd mode) counterpart of idle_pair.
+--- The descriptor of `sock`, taken from it: the caller's connection owns
+-- it now (new_conn{close_fd = true}); the LuaSocket object, holding none,
+-- goes with its ~9 KB (as lunatls.transport.fd.adopt does).
+local function take_descriptor(sock)
+  local fd = math.tointeger(sock:getfd())
+  sock:setfd(-1)
+  return fd
+end
+
+--- The TCP (fd mode) counterpart of idle_pair; `adopt`: the connections
+-- own their descriptors and no LuaSocket object stays.
 local tcp_idle_listener
-local function tcp_idle_pair()
+local function tcp_idle_pair(adopt)
   tcp_idle_listener = tcp_idle_listener or tcp_listener()
   local csock, ssock = tcp_pair(tcp_idle_listener)
-  local client = client_ctx:new_conn { server_name = HOST, fd = csock }
-  local server = server_ctx:new_conn { fd = ssock }
+  local cfd, sfd = csock, ssock
+  if adopt then cfd, sfd = take_descriptor(csock), take_descriptor(ssock) end
+  local client = client_ctx:new_conn { server_name = HOST, fd = cfd, close_fd = adopt }
+  local server = server_ctx:new_conn { fd = sfd, close_fd = adopt }
   tcp_handshake(client, server)
   assert(client:write("ping") == 4)
   tcp_read_exactly(server, 4)
   assert(server:write("pong") == 4)
   tcp_read_exactly(client, 4)
-  sockets[client], sockets[server] = csock, ssock
+  if not adopt then sockets[client], sockets[server] = csock, ssock end
   return client, server
+end
+
+local function tcp_adopted_idle_pair()
+  return tcp_idle_pair(true)
 end
 
 --- `count` idle established connection ends, made by `make_pair` (in
@@ -648,6 +664,8 @@ elseif workload == "memory_client" or workload == "memory_server" then
   run_memory(workload, n, workload:sub(8), idle_pair)
 elseif workload == "tcp_memory_client" or workload == "tcp_memory_server" then
   run_memory(workload, n, workload:sub(12), tcp_idle_pair)
+elseif workload == "adopted_memory_client" or workload == "adopted_memory_server" then
+  run_memory(workload, n, workload:sub(16), tcp_adopted_idle_pair)
 elseif workload == "tcp_handshake" then
   run_tcp_handshakes(n)
 elseif workload:match("^tcp_") and (SIZES[workload:sub(5)] or workload == "tcp_msg1k") then

@@ -81,6 +81,8 @@ local MEMORY_ENDS = {
   { name = "memory_server", label = "server end, BIO pair" },
   { name = "tcp_memory_client", label = "client end, TCP fd" },
   { name = "tcp_memory_server", label = "server end, TCP fd" },
+  { name = "adopted_memory_client", label = "client end, TCP fd, adopted" },
+  { name = "adopted_memory_server", label = "server end, TCP fd, adopted" },
 }
 local MEMORY_END_TARGET = 20000
 

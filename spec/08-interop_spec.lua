@@ -337,6 +337,61 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     assert.equal(("x"):rep(290), client:read())
   end)
 
+  it("close_fd: the connection closes its descriptor when closed or collected, once new_conn succeeded", function()
+    local listener = link.listen()
+    finally(function() listener:close() end)
+    local server_ctx = pair.server_context()
+    local function descriptor()
+      local sock = assert(socket.tcp())
+      assert(sock:bind("127.0.0.1", 0))
+      local fd = math.tointeger(sock:getfd())
+      sock:setfd(-1) -- the socket object lets go of it
+      return fd, function() -- closes it through a socket object, if still open
+        if link.descriptor_open(fd) then
+          local owner = assert(socket.tcp())
+          owner:setfd(fd)
+          owner:close()
+        end
+      end
+    end
+    local closed_fd = descriptor()
+    local conn = server_ctx:new_conn { fd = closed_fd, close_fd = true }
+    assert.is_true(link.descriptor_open(closed_fd))
+    conn:close()
+    assert.is_false(link.descriptor_open(closed_fd))
+
+    local collected_fd = descriptor()
+    -- in a function of its own: no register of this one holds the Conn
+    ;(function() server_ctx:new_conn { fd = collected_fd, close_fd = true } end)()
+    collectgarbage()
+    collectgarbage()
+    assert.is_false(link.descriptor_open(collected_fd))
+
+    -- a new_conn that raises after the descriptor was attached leaves it open
+    local kept_fd, close_kept = descriptor()
+    finally(close_kept)
+    assert.has_error(function() server_ctx:new_conn { fd = kept_fd, close_fd = true, alpn = 42 } end)
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(link.descriptor_open(kept_fd))
+    -- without close_fd the descriptor is the caller's
+    server_ctx:new_conn({ fd = kept_fd }):close()
+    assert.is_true(link.descriptor_open(kept_fd))
+  end)
+
+  it("close_fd: misuse raises, naming the option", function()
+    local ctx = pair.server_context()
+    local sock = assert(socket.bind("127.0.0.1", 0))
+    finally(function() sock:close() end)
+    assert.has_error(function() ctx:new_conn { close_fd = true } end,
+      "bad argument #1 to 'new_conn' (option 'close_fd' needs option 'fd')")
+    assert.has_error(function() ctx:new_conn { fd = sock, close_fd = true } end,
+      "bad argument #1 to 'new_conn' (option 'close_fd': 'fd' must be a descriptor number (a socket object closes its own))")
+    assert.has_error(function() ctx:new_conn { fd = sock:getfd(), close_fd = "yes" } end,
+      "bad argument #1 to 'new_conn' (option 'close_fd': boolean expected, got string)")
+    assert.is_true(link.descriptor_open(sock:getfd()))
+  end)
+
   it("gives 'syscall' with the OS reason for a closed descriptor", function()
     local listener, port = link.listen()
     finally(function() listener:close() end)

@@ -33,14 +33,18 @@ end
 local MAKE = {
   socket = function(sock) return socket_transport.new(sock) end,
   fd = function(sock) return fd_transport.new(sock) end,
+  -- the connection takes the descriptor; the socket object lets go of it
+  ["fd (adopted)"] = function(sock) return fd_transport.adopt(sock) end,
 }
+-- ... and the same choice in tls.connect/tls.accept's option fd
+local FD_OPTION = { socket = false, fd = true, ["fd (adopted)"] = "adopt" }
 
 -- The accepted (raw) TCP socket, waiting through the scheduler.
 local function accept_raw(listener)
   return assert(socket_transport.accept(listener, gettime() + 10)).socket
 end
 
-for _, kind in ipairs { "socket", "fd" } do
+for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
   local make = MAKE[kind]
 
   describe(kind .. " transport:", function()
@@ -87,7 +91,7 @@ for _, kind in ipairs { "socket", "fd" } do
         raw_client = assert(socket.connect("127.0.0.1", port))
       end, function()
         local started = gettime()
-        result = { tls.accept(listener, server_ctx, { timeout = 0.3, fd = kind == "fd" }) }
+        result = { tls.accept(listener, server_ctx, { timeout = 0.3, fd = FD_OPTION[kind] }) }
         elapsed = gettime() - started
       end)
       raw_client:close()
@@ -129,7 +133,7 @@ for _, kind in ipairs { "socket", "fd" } do
         raw:send("\22\3\1\0\200\1\0\0") -- half a ClientHello header
         raw:close()
       end, function()
-        result = { tls.accept(listener, server_ctx, { timeout = 5, fd = kind == "fd" }) }
+        result = { tls.accept(listener, server_ctx, { timeout = 5, fd = FD_OPTION[kind] }) }
       end)
       assert.is_nil(result[1])
       assert.equal("eof", result[3])
@@ -141,11 +145,11 @@ for _, kind in ipairs { "socket", "fd" } do
       finally(function() listener:close() end)
       local server, steps = nil, {}
       run(function()
-        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = kind == "fd" }))
+        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = FD_OPTION[kind] }))
         assert(server:send("12345"))
       end, function()
         local stream = assert(tls.connect("127.0.0.1", port, client_ctx,
-          { fd = kind == "fd", timeout = 0.3 }))
+          { fd = FD_OPTION[kind], timeout = 0.3 }))
         local started = gettime()
         steps.first = { stream:receive(10) }
         steps.elapsed = gettime() - started
@@ -174,9 +178,9 @@ for _, kind in ipairs { "socket", "fd" } do
       local data = ("0123456789abcdef"):rep(1024 * 1024) -- 16 MiB: more than the kernel buffers
       local server, client, first
       run(function()
-        server = assert(tls.accept(listener, server_ctx, { timeout = 20, fd = kind == "fd" }))
+        server = assert(tls.accept(listener, server_ctx, { timeout = 20, fd = FD_OPTION[kind] }))
       end, function()
-        client = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = kind == "fd", timeout = 0.5 }))
+        client = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = FD_OPTION[kind], timeout = 0.5 }))
         first = { client:send(data) }
       end)
       assert.same({ nil, "timeout", "timeout" }, { first[1], first[2], first[3] })
@@ -200,9 +204,9 @@ for _, kind in ipairs { "socket", "fd" } do
       finally(function() listener:close() end)
       local results, server = {}, nil
       run(function()
-        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = kind == "fd" }))
+        server = assert(tls.accept(listener, server_ctx, { timeout = 10, fd = FD_OPTION[kind] }))
       end, function()
-        local stream = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = kind == "fd", timeout = 10 }))
+        local stream = assert(tls.connect("127.0.0.1", port, client_ctx, { fd = FD_OPTION[kind], timeout = 10 }))
         stream:setdeadline(gettime() + 0.3)
         local started = gettime()
         results[1] = { stream:receive(1) }
@@ -217,6 +221,31 @@ for _, kind in ipairs { "socket", "fd" } do
     end)
   end)
 end
+
+describe("fd transport, adopt", function()
+  local link = require "helpers.link"
+
+  it("the socket object lets go of its descriptor once wrap made the connection, "
+     .. "which closes it with the stream; a wrap that raises leaves it with the socket", function()
+    local listener, port = listen()
+    finally(function() listener:close() end)
+    local tcp = assert(socket.tcp())
+    finally(function() tcp:close() end)
+    assert(tcp:connect("127.0.0.1", port))
+    local fd = math.tointeger(tcp:getfd())
+    assert.has_error(function() tls.wrap(fd_transport.adopt(tcp), client_ctx, { bogus = 1 }) end)
+    assert.equal(fd, math.tointeger(tcp:getfd()))
+    local stream = tls.wrap(fd_transport.adopt(tcp), client_ctx, { server_name = "localhost" })
+    assert.equal(-1, math.tointeger(tcp:getfd()))
+    assert.is_true(link.descriptor_open(fd))
+    stream:close()
+    assert.is_false(link.descriptor_open(fd))
+    assert.has_error(function() fd_transport.adopt(fd) end,
+      "bad argument #1 to 'adopt' (a socket expected, got number)")
+    assert.has_error(function() tls.connect("127.0.0.1", port, client_ctx, { fd = "yes" }) end,
+      "bad option 'fd' (true, false or \"adopt\" expected)")
+  end)
+end)
 
 describe("connect", function()
   it("to a closed port gives nil, message, 'syscall'", function()

@@ -16,7 +16,7 @@
 #define DEFAULT_PAIR_SIZE (17 * 1024)
 
 static const char *const conn_options[] = {
-    "server_name", "bio", "fd", "session", "alpn", "buffer_size", NULL,
+    "server_name", "bio", "fd", "close_fd", "session", "alpn", "buffer_size", NULL,
 };
 
 #define OPTS 2 /* new_conn's options table: argument 2, a snapshot (options.c) */
@@ -214,6 +214,21 @@ static void attach_transport(lua_State *L, lunatls_Conn *c, int ud) {
     lua_pop(L, 1);
 }
 
+/* Option close_fd: the Conn owns its descriptor and closes it when freed
+ * (conn:close(), or collected), so that the application need not keep a
+ * socket object per connection (LuaSocket's is ~9 KB: bench/README.md,
+ * memory). Only a descriptor number: a socket object closes its own. Runs
+ * last in new_conn: a new_conn that raises leaves the descriptor open. */
+static void take_fd(lua_State *L, lunatls_Conn *c, int ud) {
+    if (!lunatls_opt_boolean(L, OPTS, "close_fd", 0)) return;
+    if (!c->fd_mode) luaL_argerror(L, OPTS, "option 'close_fd' needs option 'fd'");
+    if (lua_getiuservalue(L, ud, CONN_UV_TRANSPORT) != LUA_TNUMBER)
+        luaL_argerror(L, OPTS, "option 'close_fd': 'fd' must be a descriptor number "
+                               "(a socket object closes its own)");
+    lua_pop(L, 1);
+    BIO_set_close(SSL_get_rbio(c->ssl), BIO_CLOSE);
+}
+
 /* Client: SNI and, unless the context says not to, the host-name check. An
  * IP address is checked against the certificate's IP SANs and not sent as
  * SNI (RFC 6066 forbids it). */
@@ -310,6 +325,7 @@ int lunatls_conn_new(lua_State *L) {
     attach_transport(L, c, 3);
     set_peer_options(L, c, ctx);
     set_alpn_override(L, c);
+    take_fd(L, c, 3);
     lua_settop(L, 3);
     return 1;
 }

@@ -135,11 +135,12 @@ function M.wrap(transport, ctx, opts)
       error(("wrap: unknown option '%s'"):format(tostring(key)), 2)
     end
   end
-  if transport.fd ~= nil then conn_opts.fd = transport.fd end
+  if transport.fd ~= nil then conn_opts.fd, conn_opts.close_fd = transport.fd, transport.close_fd end
   if opts.select_context ~= nil and type(opts.select_context) ~= "function" then
     error("wrap: bad option 'select_context' (a function expected)", 2)
   end
   local conn = ctx:new_conn(conn_opts)
+  if transport.close_fd then transport:taken() end -- the connection owns the descriptor now
   return setmetatable({
     conn = conn,
     driver = driver.new(conn, transport, limit_option(opts, "idle_timeout")),

@@ -46,6 +46,21 @@ end
 local Link = {}
 Link.__index = Link
 
+-- This process's id, read once: reading it opens a file, which would take
+-- the number of a descriptor just closed.
+local PID = (function()
+  local f = assert(io.open("/proc/self/stat"))
+  local pid = f:read("n")
+  f:close()
+  return pid
+end)()
+
+--- Whether descriptor `fd` of this process is open (Linux: /proc), for
+-- tests of who closes a descriptor.
+function M.descriptor_open(fd)
+  return os.execute(("test -L /proc/%d/fd/%d"):format(PID, math.tointeger(fd))) == true
+end
+
 --- Joins `conn` (which must own its BIO pair: `conn:bio()`) to `sock`.
 function M.new(conn, sock)
   return setmetatable({ conn = conn, sock = sock, inbound = "", eof = false }, Link)

@@ -19,30 +19,64 @@ local Transport = {}
 Transport.__index = Transport
 Transport.__name = "lunatls.transport.fd"
 
--- select() wants an object with getfd(); a bare number gets a small one.
+-- select() and luv want an object with getfd(); a bare number gets a small
+-- one, whose descriptor reads -1 once the stream closed it (as a closed
+-- LuaSocket's does), so no backend watches a number the system reuses.
+local Descriptor = { __index = { getfd = function(self) return self.fd end } }
+
 local function pollable(fd)
-  if type(fd) == "number" then
-    return { getfd = function() return fd end }
-  end
+  if type(fd) == "number" then return setmetatable({ fd = fd }, Descriptor) end
   return fd
 end
 
+local function check_socket(sock, name)
+  if type(sock) ~= "userdata" and type(sock) ~= "table" then
+    error(("bad argument #1 to '%s' (a socket expected, got %s)"):format(name, type(sock)), 3)
+  end
+end
+
 --- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
--- or an integer descriptor already in nonblocking mode.
+-- or an integer descriptor already in nonblocking mode (its owner closes it).
 -- @param sock a LuaSocket TCP socket, or an integer descriptor
 -- @tparam[opt] function wait_socket how to wait, as for
 -- `lunatls.transport.socket.new`
 -- @treturn Transport with field `fd` (what `new_conn{fd=}` takes)
 function M.new(sock, wait_socket)
+  local socket_object
   if type(sock) ~= "number" then
-    if type(sock) ~= "userdata" and type(sock) ~= "table" then
-      error("bad argument #1 to 'new' (a socket or a descriptor expected, got " .. type(sock) .. ")", 2)
-    end
+    check_socket(sock, "new")
     sock:settimeout(0)
     if sock.setoption then sock:setoption("tcp-nodelay", true) end
+    socket_object = sock
   end
-  return setmetatable({ fd = sock, pollable = pollable(sock),
+  return setmetatable({ fd = sock, socket = socket_object, pollable = pollable(sock),
                         wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+end
+
+--- Like `new`, but the stream's connection takes the socket's descriptor:
+-- once `tls.wrap` has made it, the LuaSocket object holds no descriptor
+-- (drop it, and its ~9 KB with it: bench/README.md, memory) and the
+-- connection closes the descriptor when it is freed (`close_fd`,
+-- docs/api.md). If `tls.wrap` raises, the socket keeps its descriptor.
+-- Without the socket there is no half-close (`shutdown`): closing sends
+-- close_notify, then closes the descriptor.
+-- @param sock a connected LuaSocket TCP socket
+-- @tparam[opt] function wait_socket as for `new`
+-- @treturn Transport
+function M.adopt(sock, wait_socket)
+  check_socket(sock, "adopt")
+  local transport = M.new(sock, wait_socket)
+  local fd = math.tointeger(sock:getfd())
+  if not fd or fd < 0 then error("bad argument #1 to 'adopt' (a connected socket expected)", 2) end
+  transport.fd, transport.pollable, transport.close_fd = fd, pollable(fd), true
+  return transport
+end
+
+--- The connection now owns the descriptor (adopt; tls.wrap calls it): the
+-- socket object lets go of it.
+function Transport:taken()
+  self.socket:setfd(-1)
+  self.socket = nil
 end
 
 --- Waits until the descriptor is readable or writable (`what`).
@@ -53,7 +87,7 @@ end
 
 --- Shuts down the sending side of a LuaSocket socket (TCP FIN).
 function Transport:shutdown_write()
-  if type(self.fd) ~= "number" and self.fd.shutdown then self.fd:shutdown("send") end
+  if self.socket and self.socket.shutdown then self.socket:shutdown("send") end
 end
 
 --- The descriptor.
@@ -62,9 +96,10 @@ function Transport:getfd()
 end
 
 --- Closes a LuaSocket socket; a bare descriptor belongs to its owner, who
--- closes it.
+-- closes it (after adopt: the connection, which the stream closed first).
 function Transport:close()
-  if type(self.fd) ~= "number" then self.fd:close() end
+  if self.socket then self.socket:close() end
+  if self.close_fd then self.pollable.fd = -1 end
 end
 
 return M
