@@ -282,6 +282,15 @@ local function tcp_listener()
   return assert(socket.bind("127.0.0.1", 0))
 end
 
+--- One listener for the workloads that open a connection per operation
+-- (as the C harness has one per run): a listener per connection would
+-- count its bind and listen in every handshake.
+local the_listener
+local function shared_listener()
+  the_listener = the_listener or tcp_listener()
+  return the_listener
+end
+
 --- The same handshake loop without the byte moving: the kernel does it.
 local function tcp_handshake(client, server)
   local client_done, server_done = false, false
@@ -343,10 +352,8 @@ end
 
 --- The TCP (fd mode) counterpart of idle_pair; `adopt`: the connections
 -- own their descriptors and no LuaSocket object stays.
-local tcp_idle_listener
 local function tcp_idle_pair(adopt)
-  tcp_idle_listener = tcp_idle_listener or tcp_listener()
-  local csock, ssock = tcp_pair(tcp_idle_listener)
+  local csock, ssock = tcp_pair(shared_listener())
   local cfd, sfd = csock, ssock
   if adopt then cfd, sfd = take_descriptor(csock), take_descriptor(ssock) end
   local client = client_ctx:new_conn { server_name = HOST, fd = cfd, close_fd = adopt }
@@ -552,9 +559,7 @@ local function transports(kind)
     local a, b = require("lunatls.transport.memory").pipe()
     return a, b, function() end
   end
-  local listener = tcp_listener()
-  local csock, ssock = tcp_pair(listener)
-  listener:close()
+  local csock, ssock = tcp_pair(shared_listener())
   local new = require("lunatls.transport." .. kind).new
   return new(csock), new(ssock), function() csock:close(); ssock:close() end
 end
