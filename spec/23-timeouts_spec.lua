@@ -1,5 +1,6 @@
 -- Timeouts, deadlines and vanishing peers on real TCP sockets, with the
--- LuaSocket transport and with the fd transport (OpenSSL on the socket).
+-- LuaSocket transport and with the fd transport (OpenSSL on the socket),
+-- and receive(n) on each (the fd transport's has a short path of its own).
 -- A timeout gives nil, "timeout" and leaves the stream usable; a peer that
 -- drops the connection mid-handshake gives nil, message, "eof".
 
@@ -48,6 +49,55 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
   local make = MAKE[kind]
 
   describe(kind .. " transport:", function()
+    it("receive(n) gives exactly n bytes from inside a record and across records, the rest kept", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local got = {}
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        assert(server:send("abcdefghij")) -- one record
+        for _, part in ipairs { "kl", "mn", "op" } do assert(server:send(part)) end -- three
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+        got[1] = client:receive(4)      -- the rest of the record stays inside OpenSSL
+        got[2] = client:receive(6, ">") -- ... and comes next, after the prefix
+        got[3] = client:receive(5)      -- three records, maybe not all here yet
+        got[4] = client:receive(1)
+        got[5] = { client:receive(1) }  -- then the close_notify
+        client:close()
+      end)
+      assert.same({ "abcd", ">efghij", "klmno", "p", { nil, "closed", "closed", "" } }, got)
+    end)
+
+    it("a second coroutine receiving while the first waits raises, and takes nothing", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local client
+      local got = {}
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        assert(server:handshake())
+        scheduler.sleep(0.2) -- the client's first reader waits by now
+        assert(server:send("xy"))
+        -- the bytes are in the client's socket, its reader not yet woken:
+        -- a second reader must not take them
+        got.second = { pcall(client.receive, client, 1) }
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+        assert(client:handshake())
+        got.first = client:receive(2)
+        client:close()
+      end)
+      assert.equal("xy", got.first)
+      assert.is_false(got.second[1])
+      assert.matches("another coroutine is receiving", got.second[2])
+    end)
+
+
     it("a stalled server (accepts TCP, never speaks) gives nil, 'timeout' within the deadline; "
        .. "the handshake then resumes when it speaks", function()
       local listener, port = listen()

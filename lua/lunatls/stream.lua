@@ -91,14 +91,19 @@ end
 -- must not keep a finished task's coroutine (and its stack) alive.
 local last_owner = setmetatable({}, { __mode = "kv" })
 
---- Registers the stream with the running task (scheduler.own), once per
--- task in a row: a task that raises aborts the streams it used.
+--- Registers the stream with task `co` (scheduler.own): a task that
+-- raises aborts the streams it used. Once per task in a row: callers
+-- check `last_owner[self] ~= co` first (send and receive inline that test:
+-- a call less per operation).
+local function own_by(self, co)
+  last_owner[self] = co
+  scheduler.own(self)
+end
+
+--- Registers the stream with the running task (own_by).
 local function own(self)
   local co = running()
-  if last_owner[self] ~= co then
-    last_owner[self] = co
-    scheduler.own(self)
-  end
+  if last_owner[self] ~= co then own_by(self, co) end
 end
 
 -- A limit option: a positive number, or false (off); nil takes the default.
@@ -358,7 +363,8 @@ function Stream:send(data, i, j)
   end
   if i == nil and j == nil then i, j = 1, #data else i, j = span(data, i, j) end
   if self.dead then return nil, self.dead.message, self.dead.code, i - 1 end
-  own(self)
+  local co = running()
+  if last_owner[self] ~= co then own_by(self, co) end
   -- The common case skips the writer's turn and the general loop: the
   -- stream is established and nobody else is writing (no writer, nothing
   -- owed to OpenSSL, nothing waiting to reach the transport). Inline: a
@@ -423,6 +429,21 @@ end
 local function over_limit(self, what)
   local _, message, code = die(self, driver.failure("receive: " .. what, "limit"))
   return receive_failure(self, message, code)
+end
+
+--- receive(n)'s common case over a descriptor (OpenSSL reads the socket:
+-- nothing to move, no wait, so no other coroutine can come between): the
+-- stream is established, holds nothing, nobody else is receiving. One read
+-- that brings all `count` bytes returns them; else false, and the general
+-- path goes on with what the read brought in `self.inbuf` (a failure
+-- repeats there: a failed connection keeps saying so).
+local function receive_now(self, count)
+  local conn = self.conn
+  local ok, data = pcall(conn.read, conn, count < CHUNK and count or CHUNK)
+  if not ok or not data then return false end
+  if #data == count then return data end
+  self.inbuf = data
+  return false
 end
 
 local function receive_count(self, deadline, count)
@@ -520,15 +541,22 @@ local PATTERNS = { ["*l"] = true, l = true, ["*L"] = true, L = true, ["*a"] = tr
 function Stream:receive(pattern, prefix)
   if self.closed then check_open(self) end
   pattern = pattern or "*l"
-  if type(pattern) == "number" then
-    if pattern < 0 or pattern % 1 ~= 0 then error("receive: bad byte count", 2) end
+  local count = type(pattern) == "number" and pattern
+  if count then
+    if count < 0 or count % 1 ~= 0 then error("receive: bad byte count", 2) end
   elseif not PATTERNS[pattern] then
     error("receive: invalid pattern " .. tostring(pattern), 2)
   end
-  own(self)
+  local co = running()
+  if last_owner[self] ~= co then own_by(self, co) end
   local data, message, code, partial
-  if type(pattern) == "number" then -- the common case, one call shorter
-    data, message, code, partial = as_reader(self, receive_count, op_deadline(self), pattern)
+  if count then -- the common case, one call shorter
+    if count > 0 and self.inbuf == "" and not self.driver.net and self.handshaken and not self.dead
+       and not self.peer_closed and not self.reader then
+      data = receive_now(self, count)
+      if data then return prefix and prefix .. data or data end
+    end
+    data, message, code, partial = as_reader(self, receive_count, op_deadline(self), count)
   else
     data, message, code, partial = as_reader(self, receive_pattern, pattern, op_deadline(self))
   end
