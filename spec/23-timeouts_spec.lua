@@ -49,14 +49,17 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
   local make = MAKE[kind]
 
   describe(kind .. " transport:", function()
-    it("receive(n) gives exactly n bytes from inside a record and across records, the rest kept", function()
+    it("receive(n) gives exactly n bytes from inside a record and across records, the rest kept; "
+       .. "receive_some gives buffered bytes first", function()
       local listener, port = listen()
       finally(function() listener:close() end)
       local got = {}
       run(function()
         local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
         assert(server:send("abcdefghij")) -- one record
-        for _, part in ipairs { "kl", "mn", "op" } do assert(server:send(part)) end -- three
+        for _, part in ipairs { "kl", "mn", "op", "line\nmo" } do assert(server:send(part)) end
+        assert.equal("go", server:receive(2)) -- the client has read the line
+        assert(server:send("re"))
         server:close()
       end, function()
         local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
@@ -65,10 +68,16 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
         got[2] = client:receive(6, ">") -- ... and comes next, after the prefix
         got[3] = client:receive(5)      -- three records, maybe not all here yet
         got[4] = client:receive(1)
-        got[5] = { client:receive(1) }  -- then the close_notify
+        got[5] = client:receive()       -- "line": "mo" stays buffered in the stream
+        assert(client:send("go"))
+        scheduler.sleep(0.1)            -- "re" is in the socket now
+        local rest = {} -- the buffered bytes before the next record's
+        for part in function() return client:receive_some(100) end do rest[#rest + 1] = part end
+        got[6] = table.concat(rest)
+        got[7] = { client:receive(1) }  -- then the close_notify
         client:close()
       end)
-      assert.same({ "abcd", ">efghij", "klmno", "p", { nil, "closed", "closed", "" } }, got)
+      assert.same({ "abcd", ">efghij", "klmno", "p", "line", "more", { nil, "closed", "closed", "" } }, got)
     end)
 
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()

@@ -431,19 +431,20 @@ local function over_limit(self, what)
   return receive_failure(self, message, code)
 end
 
---- receive(n)'s common case over a descriptor (OpenSSL reads the socket:
--- nothing to move, no wait, so no other coroutine can come between): the
--- stream is established, holds nothing, nobody else is receiving. One read
--- that brings all `count` bytes returns them; else false, and the general
--- path goes on with what the read brought in `self.inbuf` (a failure
--- repeats there: a failed connection keeps saying so).
-local function receive_now(self, count)
+--- The short path of receive(n) and receive_some over a descriptor
+-- (OpenSSL reads the socket: nothing to move, no wait, so no other
+-- coroutine can come between): when the stream is established, holds
+-- nothing and nobody else is receiving, one read of at most `max` bytes.
+-- Returns what it brought, or false: then the general path goes on (a
+-- failure repeats there: a failed connection keeps saying so).
+local function read_now(self, max)
+  if not (self.inbuf == "" and not self.driver.net and self.handshaken and not self.dead
+          and not self.peer_closed and not self.reader) then
+    return false
+  end
   local conn = self.conn
-  local ok, data = pcall(conn.read, conn, count < CHUNK and count or CHUNK)
-  if not ok or not data then return false end
-  if #data == count then return data end
-  self.inbuf = data
-  return false
+  local ok, data = pcall(conn.read, conn, max)
+  return ok and data or false
 end
 
 local function receive_count(self, deadline, count)
@@ -551,10 +552,10 @@ function Stream:receive(pattern, prefix)
   if last_owner[self] ~= co then own_by(self, co) end
   local data, message, code, partial
   if count then -- the common case, one call shorter
-    if count > 0 and self.inbuf == "" and not self.driver.net and self.handshaken and not self.dead
-       and not self.peer_closed and not self.reader then
-      data = receive_now(self, count)
-      if data then return prefix and prefix .. data or data end
+    data = count > 0 and read_now(self, count < CHUNK and count or CHUNK)
+    if data then
+      if #data == count then return prefix and prefix .. data or data end
+      self.inbuf = data -- the general path gathers the rest
     end
     data, message, code, partial = as_reader(self, receive_count, op_deadline(self), count)
   else
@@ -581,8 +582,12 @@ end
 -- @return data, or nil, message, code
 function Stream:receive_some(max)
   if self.closed then check_open(self) end
-  own(self)
-  return as_reader(self, receive_some, max or CHUNK)
+  max = max or CHUNK
+  local co = running()
+  if last_owner[self] ~= co then own_by(self, co) end
+  local data = read_now(self, max)
+  if data then return data end
+  return as_reader(self, receive_some, max)
 end
 
 -- ---- closing ----
