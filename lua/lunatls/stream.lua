@@ -23,6 +23,8 @@ local scheduler = require "lunatls.scheduler"
 
 local gettime = socket.gettime
 local running = coroutine.running
+-- every send and receive calls these: upvalues, not lookups in _ENV
+local pcall, type = pcall, type
 local TIMEOUT, CLOSED = driver.TIMEOUT, driver.CLOSED
 
 local M = {}
