@@ -194,8 +194,12 @@ robust: asan valgrind gcstress
 ROBUST_SPECS      ?=
 ROBUST_CORE_SPECS  = spec/0[1-9]-*_spec.lua spec/24-scheduler_spec.lua \
                      spec/3[0-3]-*_spec.lua spec/5[0-2]-*_spec.lua
+# valgrind and gcstress run side by side, one per core (each is one busted
+# process; their tests' bounds are already those of a run 10 to 50 times
+# slower); --output-sync prints each run's output whole when it ends.
 ci-robust: asan
-	$(MAKE) --no-print-directory valgrind gcstress ROBUST_SPECS="$(ROBUST_CORE_SPECS)"
+	$(MAKE) --no-print-directory -j2 --output-sync=target valgrind gcstress \
+	  ROBUST_SPECS="$(ROBUST_CORE_SPECS)"
 
 # `make oom`: every allocation of every call that can reach OpenSSL, failed
 # in turn (fuzz/oom.c), under ASan and LeakSanitizer: the module must raise
