@@ -106,7 +106,6 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.matches("another coroutine is receiving", got.second[2])
     end)
 
-
     it("a stalled server (accepts TCP, never speaks) gives nil, 'timeout' within the deadline; "
        .. "the handshake then resumes when it speaks", function()
       local listener, port = listen()

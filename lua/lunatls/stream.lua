@@ -95,8 +95,8 @@ local last_owner = setmetatable({}, { __mode = "kv" })
 
 --- Registers the stream with task `co` (scheduler.own): a task that
 -- raises aborts the streams it used. Once per task in a row: callers
--- check `last_owner[self] ~= co` first (send and receive inline that test:
--- a call less per operation).
+-- check `last_owner[self] ~= co` first (`own` does; send, receive and
+-- receive_some inline that test: a call less per operation).
 local function own_by(self, co)
   last_owner[self] = co
   scheduler.own(self)
