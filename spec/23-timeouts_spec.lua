@@ -80,6 +80,26 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.same({ "abcd", ">efghij", "klmno", "p", "line", "more", { nil, "closed", "closed", "" } }, got)
     end)
 
+    it("send(data, i, j) on an established stream sends exactly the slice; send(data) all of it", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local results, got = {}, nil
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        got = server:receive(22)
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+        assert(client:handshake())
+        results = { client:send("0123456789", 1, 9), client:send("0123456789", 2),
+                    client:send("abc", 3, -1), client:send("xyz"), client:send("xyz", 4) }
+        client:close()
+      end)
+      assert.same({ 9, 10, 3, 3, 3 }, results)
+      assert.equal("012345678123456789cxyz", got)
+    end)
+
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()
       local listener, port = listen()
       finally(function() listener:close() end)

@@ -44,6 +44,11 @@ M.defaults = {
   max_input = 16 * 1024 * 1024, -- bytes buffered by "*a" or ahead of the reader
 }
 
+-- Conn's write and read, taken from the first connection `wrap` makes (every
+-- Conn has the same methods): the hot paths call them as upvalues, without
+-- the method lookup through the userdata's metatable.
+local conn_write, conn_read
+
 local CONN_OPTIONS = { server_name = true, session = true, alpn = true, buffer_size = true }
 local STREAM_OPTIONS = { timeout = true, deadline = true, close_timeout = true,
                          handshake_timeout = true, idle_timeout = true, max_line = true,
@@ -147,6 +152,7 @@ function M.wrap(transport, ctx, opts)
     error("wrap: bad option 'select_context' (a function expected)", 2)
   end
   local conn = ctx:new_conn(conn_opts)
+  conn_write, conn_read = conn.write, conn.read
   if transport.close_fd then transport:taken() end -- the connection owns the descriptor now
   return setmetatable({
     conn = conn,
@@ -319,33 +325,33 @@ local function send_span(self, deadline, data, i, j)
   return j
 end
 
---- send's common case (at most one record, nobody else writing): one write, one
--- push. Returns send's results, or false when the general path must go on:
--- then `self.retry` holds what OpenSSL may hold of the bytes.
-local function send_now(self, data, i, j)
-  local drv, conn = self.driver, self.conn
-  local ok, n = pcall(conn.write, conn, data, i, j)
+--- send's common case after a whole write to a BIO pair (the record waits in
+-- the pair): push and flushed, specialised; the general calls cost ~2 K
+-- instructions per send (callgrind, bench/README.md). Returns send's
+-- results, or false when the general path must go on (it waits to flush).
+local function push_now(self, drv, j)
+  local pushed, failure
+  if drv.direct then -- the record goes from the ring into the transport, in C
+    pushed, failure = drv:push_direct()
+  else
+    pushed, failure = drv:push(op_deadline(self))
+  end
+  if not pushed then
+    local _, message, code = fail(self, failure)
+    return nil, message, code, j
+  end
+  if drv.out == "" and drv.net:pending() == 0 then return j end
+  return false
+end
+
+--- send's common case after a write that did not take all of `data[i..j]`
+-- (`ok, n`: what `pcall(conn.write, ...)` returned). Returns send's results,
+-- or false when the general path must go on: then `self.retry` holds what
+-- OpenSSL may hold of the bytes.
+local function write_short(self, data, i, j, ok, n)
   if not ok then -- a Lua callback raised inside the core (as Driver:drive)
     local _, message, code = die(self, driver.failure(tostring(n), "callback"))
     return nil, message, code, i - 1
-  end
-  if n == j - i + 1 then
-    -- push and flushed, specialised: the general calls cost ~2 K
-    -- instructions per send (callgrind, bench/README.md)
-    local net = drv.net
-    if not net then return j end -- descriptor mode: OpenSSL has sent it
-    local pushed, failure
-    if drv.direct then -- the record goes from the ring into the transport, in C
-      pushed, failure = drv:push_direct()
-    else
-      pushed, failure = drv:push(op_deadline(self))
-    end
-    if not pushed then
-      local _, message, code = fail(self, failure)
-      return nil, message, code, j
-    end
-    if drv.out == "" and net:pending() == 0 then return j end
-    return false -- the transport took part: the general path waits to flush
   end
   if math.type(n) == "integer" then i = i + n end
   self.retry, self.retry_from, self.retry_to = data, i, j
@@ -370,11 +376,24 @@ function Stream:send(data, i, j)
   -- The common case skips the writer's turn and the general loop: the
   -- stream is established and nobody else is writing (no writer, nothing
   -- owed to OpenSSL, nothing waiting to reach the transport). Inline: a
-  -- call of its own cost ~230 instructions per send (callgrind).
+  -- call of its own cost ~230 instructions per send (callgrind), and so
+  -- does the write: over a descriptor a whole write is all there is to do.
   local drv = self.driver
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
      and not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error then
-    local a, b, c, d = send_now(self, data, i, j)
+    local ok, n
+    if i == 1 and j == #data then -- the whole string: conn:write reads no range
+      ok, n = pcall(conn_write, self.conn, data)
+    else
+      ok, n = pcall(conn_write, self.conn, data, i, j)
+    end
+    local a, b, c, d
+    if ok and n == j - i + 1 then
+      if not drv.net then return j end -- descriptor mode: OpenSSL has sent it
+      a, b, c, d = push_now(self, drv, j)
+    else
+      a, b, c, d = write_short(self, data, i, j, ok, n)
+    end
     if a ~= false then return a, b, c, d end
     i = j + 1 -- the stream owes these bytes (self.retry): the general path completes them
   end
@@ -444,8 +463,7 @@ local function read_now(self, max)
           and not self.peer_closed and not self.reader) then
     return false
   end
-  local conn = self.conn
-  local ok, data = pcall(conn.read, conn, max)
+  local ok, data = pcall(conn_read, self.conn, max)
   return ok and data or false
 end
 
