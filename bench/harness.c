@@ -21,7 +21,8 @@
  * and over loopback TCP: sock_handshake | sock_bulk16k | sock_bulk1k |
  * sock_bulk64 | sock_msg1k (each SSL on its BIO pair, the application moving
  * the bytes with recv/send: what lunatls's socket transport does) and the
- * same with tcp_ (SSL_set_fd: OpenSSL on the socket, lunatls's fd mode).
+ * same with tcp_ (SSL_set_fd: OpenSSL on the socket, reading ahead: lunatls's fd
+ * mode as its stream (and the fd transport) uses it).
  * N counts handshakes, writes, messages, or (memory) connections held open.
  * Prints one line: RESULT impl=c workload=... n=... seconds=... rate=... unit=...
  * Time is process CPU time of the measured loop only (set-up excluded). */
@@ -137,6 +138,7 @@ static void end_open_on(End *e, SSL_CTX *ctx, int is_server, SSL_SESSION *sessio
     else SSL_set_connect_state(e->ssl);
     if (fd >= 0) {
         if (SSL_set_fd(e->ssl, fd) != 1) die("SSL_set_fd");
+        SSL_set_read_ahead(e->ssl, 1); /* as the stream's fd transport does */
     } else {
         if (!BIO_new_bio_pair(&inner, PAIR_SIZE, &e->net, PAIR_SIZE)) die("BIO_new_bio_pair");
         SSL_set_bio(e->ssl, inner, inner);

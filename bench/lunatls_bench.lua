@@ -315,8 +315,8 @@ local function run_tcp_handshakes(count)
   local t0 = clock()
   for _ = 1, count do
     local csock, ssock = tcp_pair(listener)
-    local client = client_ctx:new_conn { server_name = HOST, fd = csock }
-    local server = server_ctx:new_conn { fd = ssock }
+    local client = client_ctx:new_conn { server_name = HOST, fd = csock, read_ahead = true }
+    local server = server_ctx:new_conn { fd = ssock, read_ahead = true }
     tcp_handshake(client, server)
     client:close()
     server:close()
@@ -356,8 +356,8 @@ local function tcp_idle_pair(adopt)
   local csock, ssock = tcp_pair(shared_listener())
   local cfd, sfd = csock, ssock
   if adopt then cfd, sfd = take_descriptor(csock), take_descriptor(ssock) end
-  local client = client_ctx:new_conn { server_name = HOST, fd = cfd, close_fd = adopt }
-  local server = server_ctx:new_conn { fd = sfd, close_fd = adopt }
+  local client = client_ctx:new_conn { server_name = HOST, fd = cfd, close_fd = adopt, read_ahead = true }
+  local server = server_ctx:new_conn { fd = sfd, close_fd = adopt, read_ahead = true }
   tcp_handshake(client, server)
   assert(client:write("ping") == 4)
   tcp_read_exactly(server, 4)
@@ -406,8 +406,8 @@ local function run_tcp_bulk(name, count, size)
   local batch = batch_of(name, size)
   local listener = tcp_listener()
   local csock, ssock = tcp_pair(listener)
-  local client = client_ctx:new_conn { server_name = HOST, fd = csock }
-  local server = server_ctx:new_conn { fd = ssock }
+  local client = client_ctx:new_conn { server_name = HOST, fd = csock, read_ahead = true }
+  local server = server_ctx:new_conn { fd = ssock, read_ahead = true }
   tcp_handshake(client, server)
   read_all(client)
   local sent, got = 0, 0

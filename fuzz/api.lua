@@ -90,7 +90,7 @@ return function(core, fixtures)
     })
   end
 
-  --- new_conn: bytes ctx, then (client) name and session, then buffer.
+  --- new_conn: bytes ctx, then (client) name and session, then buffer or read-ahead.
   local function new_conn(r, i)
     local client = i % 2 == 1
     local list = client and contexts.client or contexts.server
@@ -103,6 +103,7 @@ return function(core, fixtures)
     end
     local b = byte(r) -- multiple of 4: a small BIO pair of its own
     if b % 4 == 0 then opts.buffer_size = 1 + (b >> 2) * 256 end
+    if b % 8 == 2 then opts.read_ahead = true end -- records kept inside OpenSSL
     if b % 8 == 1 then opts = proxy(opts) end
     if r.conns[i] then r.conns[i]:close() end
     -- a session whose server is not valid for the name is refused (raises)
@@ -220,7 +221,7 @@ return function(core, fixtures)
 
   local function accessors(r, conn)
     for _, m in ipairs { "version", "cipher", "alpn_selected", "server_name", "verify_result",
-                         "session_reused", "pending", "bio" } do
+                         "session_reused", "pending", "has_pending", "bio" } do
       guarded(conn[m], conn)
     end
     local ok, cert = guarded(conn.peer_certificate, conn)

@@ -337,6 +337,47 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     assert.equal(("x"):rep(290), client:read())
   end)
 
+  it("read_ahead: one recv takes what the socket holds; has_pending() shows the records OpenSSL keeps", function()
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local csock = assert(link.connect(port))
+    finally(function() csock:close() end)
+    local ssock = assert(link.accept(listener, 5))
+    finally(function() ssock:close() end)
+    local client = pair.client_context():new_conn { server_name = "localhost", fd = csock, read_ahead = true }
+    local server = pair.server_context():new_conn { fd = ssock }
+    for _ = 1, 50 do
+      local c, s = client:do_handshake(), server:do_handshake()
+      if c == "done" and s == "done" then break end
+      socket.select({ csock, ssock }, nil, 0.1)
+    end
+    assert.equal("want_read", select(2, client:read())) -- the tickets, read
+    assert.is_false(client:has_pending())
+    assert.equal(5, server:write("first"))
+    assert.equal(6, server:write("second"))
+    socket.select({ csock }, nil, 1)
+    socket.sleep(0.05) -- both records are in the socket by now
+    assert.equal("first", client:read(5))
+    -- the second record came in with the first: it is inside OpenSSL, not
+    -- in the socket, and not decrypted yet
+    assert.equal(0, client:pending())
+    assert.is_true(client:has_pending())
+    assert.same({}, (socket.select({ csock }, nil, 0))) -- the socket has nothing
+    assert.equal("second", client:read())
+    assert.is_false(client:has_pending())
+    assert.same({ nil, "want_read" }, { client:read() })
+  end)
+
+  it("read_ahead and has_pending: misuse raises, naming the option", function()
+    local ctx = pair.server_context()
+    assert.has_error(function() ctx:new_conn { read_ahead = 1 } end,
+      "bad argument #1 to 'new_conn' (option 'read_ahead': boolean expected, got number)")
+    local conn = ctx:new_conn()
+    assert.is_false(conn:has_pending())
+    conn:close()
+    assert.has_error(function() conn:has_pending() end, "attempt to use a closed lunatls.Conn")
+  end)
+
   it("close_fd: the connection closes its descriptor when closed or collected, once new_conn succeeded", function()
     local listener = link.listen()
     finally(function() listener:close() end)

@@ -100,6 +100,34 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.equal("012345678123456789cxyz", got)
     end)
 
+    it("records that arrived together come out one receive at a time, without waiting; "
+       .. "dirty() says they are there", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local got = {}
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        assert(server:send("first"))
+        assert(server:send("second")) -- a record of its own
+        assert.equal("ok", server:receive(2)) -- nothing more until the client answers
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 2 })
+        assert(client:handshake())
+        scheduler.sleep(0.2) -- both records are in the socket by now
+        got[1] = client:receive(5)
+        got[2] = client:dirty()
+        -- the socket is empty now (fd: OpenSSL read ahead; socket: the
+        -- driver moved it all): a wait here would time out
+        got[3] = client:receive(6)
+        got[4] = client:dirty()
+        assert(client:send("ok"))
+        client:close()
+      end)
+      assert.same({ "first", true, "second", false }, got)
+    end)
+
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()
       local listener, port = listen()
       finally(function() listener:close() end)

@@ -147,7 +147,12 @@ function M.wrap(transport, ctx, opts)
       error(("wrap: unknown option '%s'"):format(tostring(key)), 2)
     end
   end
-  if transport.fd ~= nil then conn_opts.fd, conn_opts.close_fd = transport.fd, transport.close_fd end
+  if transport.fd ~= nil then
+    -- OpenSSL on the descriptor: read ahead, a recv per burst of records
+    -- rather than two per record (the stream reads until "want_read" before
+    -- it waits, so records read ahead never wait unseen)
+    conn_opts.fd, conn_opts.close_fd, conn_opts.read_ahead = transport.fd, transport.close_fd, true
+  end
   if opts.select_context ~= nil and type(opts.select_context) ~= "function" then
     error("wrap: bad option 'select_context' (a function expected)", 2)
   end
@@ -732,10 +737,13 @@ function Stream:__tostring()
   return ("lunatls.Stream (%s)"):format(tostring(self.conn))
 end
 
---- Is plaintext already here (buffered in the stream or in OpenSSL)? For
--- select-style code: LuaSocket's `select` asks `dirty()`.
+--- May a receive give something without new bytes from the socket? Bytes
+-- are here: plaintext in the stream, or in OpenSSL (decrypted, or records
+-- read ahead), or records in the connection's BIO pair or the driver's
+-- carry. For select-style code: LuaSocket's `select` asks `dirty()`, and
+-- must not wait on the socket while it is true.
 function Stream:dirty()
-  return not self.closed and (#self.inbuf > 0 or self.conn:pending() > 0)
+  return not self.closed and (#self.inbuf > 0 or self.conn:has_pending() or self.driver.carry ~= "")
 end
 
 --- The transport's descriptor, when it has one.
