@@ -385,7 +385,8 @@ function Stream:send(data, i, j)
   -- does the write: over a descriptor a whole write is all there is to do.
   local drv = self.driver
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
-     and not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error then
+     and (not drv.net -- over a descriptor nothing waits to reach the transport
+          or not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error) then
     local ok, n
     if i == 1 and j == #data then -- the whole string: conn:write reads no range
       ok, n = pcall(conn_write, self.conn, data)
