@@ -67,7 +67,8 @@ core.OPENSSL_VERSION = "OpenSSL 3.0.x"
 local Context = {}
 
 --- Creates a connection (C: `lunatls_conn_new`, src/conn.c).
--- @tparam[opt] table options `server_name`, `bio`, `fd`, `buffer_size`, `session`, `alpn`
+-- @tparam[opt] table options `server_name`, `bio`, `fd`, `close_fd`, `read_ahead`, `buffer_size`,
+-- `session`, `alpn` (docs/api.md)
 -- @return a `Conn`
 function Context:new_conn(options) end
 
@@ -165,6 +166,12 @@ function Conn:export_keying_material(label, length, context) end
 
 --- Decrypted bytes buffered inside OpenSSL (C: `conn_pending`; `SSL_pending`).
 function Conn:pending() end
+
+--- Whether a read may give something without new bytes from the transport:
+-- decrypted bytes, records read ahead (option `read_ahead`), or bytes in the
+-- BIO pair (C: `conn_has_pending`; `SSL_has_pending`, `BIO_ctrl_pending`).
+-- @treturn boolean
+function Conn:has_pending() end
 
 --- The network end of the connection's own BIO pair, or nil (C: `conn_bio`).
 function Conn:bio() end

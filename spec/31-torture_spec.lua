@@ -22,7 +22,7 @@ local API = {
   ["lunatls.Conn"] = { "do_handshake", "read", "read_into", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
                        "server_name", "peer_certificate", "peer_chain", "verify_result", "session",
-                       "session_reused", "export_keying_material", "pending", "bio",
+                       "session_reused", "export_keying_material", "pending", "has_pending", "bio",
                       "client_hello", "set_context", "channel_binding", "group",
                       "verify_client_post_handshake", "ocsp_status" },
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
