@@ -291,6 +291,14 @@ local function shared_listener()
   return the_listener
 end
 
+--- A client and a server connection in fd mode (OpenSSL on the sockets or
+-- descriptors `c`, `s`; `close_fd`: they own them), reading ahead as the
+-- stream does over descriptors and as the C harness's tcp_ workloads do.
+local function fd_conns(c, s, close_fd)
+  return client_ctx:new_conn { server_name = HOST, fd = c, close_fd = close_fd, read_ahead = true },
+         server_ctx:new_conn { fd = s, close_fd = close_fd, read_ahead = true }
+end
+
 --- The same handshake loop without the byte moving: the kernel does it.
 local function tcp_handshake(client, server)
   local client_done, server_done = false, false
@@ -315,8 +323,7 @@ local function run_tcp_handshakes(count)
   local t0 = clock()
   for _ = 1, count do
     local csock, ssock = tcp_pair(listener)
-    local client = client_ctx:new_conn { server_name = HOST, fd = csock, read_ahead = true }
-    local server = server_ctx:new_conn { fd = ssock, read_ahead = true }
+    local client, server = fd_conns(csock, ssock)
     tcp_handshake(client, server)
     client:close()
     server:close()
@@ -356,8 +363,7 @@ local function tcp_idle_pair(adopt)
   local csock, ssock = tcp_pair(shared_listener())
   local cfd, sfd = csock, ssock
   if adopt then cfd, sfd = take_descriptor(csock), take_descriptor(ssock) end
-  local client = client_ctx:new_conn { server_name = HOST, fd = cfd, close_fd = adopt, read_ahead = true }
-  local server = server_ctx:new_conn { fd = sfd, close_fd = adopt, read_ahead = true }
+  local client, server = fd_conns(cfd, sfd, adopt)
   tcp_handshake(client, server)
   assert(client:write("ping") == 4)
   tcp_read_exactly(server, 4)
@@ -406,8 +412,7 @@ local function run_tcp_bulk(name, count, size)
   local batch = batch_of(name, size)
   local listener = tcp_listener()
   local csock, ssock = tcp_pair(listener)
-  local client = client_ctx:new_conn { server_name = HOST, fd = csock, read_ahead = true }
-  local server = server_ctx:new_conn { fd = ssock, read_ahead = true }
+  local client, server = fd_conns(csock, ssock)
   tcp_handshake(client, server)
   read_all(client)
   local sent, got = 0, 0

@@ -289,6 +289,29 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     error("no progress")
   end
 
+  --- A client and a server connection in fd mode over loopback TCP, handshaken
+  -- and the client's tickets read; `client_opts` adds to the client's options.
+  -- Returns them and the client's socket; everything is closed by `finally`.
+  local function handshaken_pair(client_opts)
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local csock = assert(link.connect(port))
+    finally(function() csock:close() end)
+    local ssock = assert(link.accept(listener, 5))
+    finally(function() ssock:close() end)
+    local options = { server_name = "localhost", fd = csock }
+    for k, v in pairs(client_opts) do options[k] = v end
+    local client = pair.client_context():new_conn(options)
+    local server = pair.server_context():new_conn { fd = ssock }
+    for _ = 1, 50 do
+      local c, s = client:do_handshake(), server:do_handshake()
+      if c == "done" and s == "done" then break end
+      socket.select({ csock, ssock }, nil, 0.1)
+    end
+    assert.equal("want_read", select(2, client:read())) -- the tickets, read
+    return client, server, csock
+  end
+
   it("talks to s_server over a LuaSocket object, and over its getfd() number", function()
     local _, port = s_server(SERVER_KEYS .. " -rev", 2)
     for _, as_number in ipairs { false, true } do
@@ -309,20 +332,7 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     -- a socket does not say how much it holds: descriptor mode reads on
     -- until OpenSSL says want_read (a stream's receive_some then gets a
     -- bulk transfer's small records together, not one call each)
-    local listener, port = link.listen()
-    finally(function() listener:close() end)
-    local csock = assert(link.connect(port))
-    finally(function() csock:close() end)
-    local ssock = assert(link.accept(listener, 5))
-    finally(function() ssock:close() end)
-    local client = pair.client_context():new_conn { server_name = "localhost", fd = csock }
-    local server = pair.server_context():new_conn { fd = ssock }
-    for _ = 1, 50 do
-      local c, s = client:do_handshake(), server:do_handshake()
-      if c == "done" and s == "done" then break end
-      socket.select({ csock, ssock }, nil, 0.1)
-    end
-    assert.equal("want_read", select(2, client:read())) -- the tickets, read
+    local client, server, csock = handshaken_pair {}
     for i = 1, 20 do assert.equal(100, server:write(("%03d"):format(i):rep(100):sub(1, 100))) end
     socket.select({ csock }, nil, 1)
     socket.sleep(0.05) -- all 20 records are in the socket by now
@@ -338,20 +348,7 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
   end)
 
   it("read_ahead: one recv takes what the socket holds; has_pending() shows the records OpenSSL keeps", function()
-    local listener, port = link.listen()
-    finally(function() listener:close() end)
-    local csock = assert(link.connect(port))
-    finally(function() csock:close() end)
-    local ssock = assert(link.accept(listener, 5))
-    finally(function() ssock:close() end)
-    local client = pair.client_context():new_conn { server_name = "localhost", fd = csock, read_ahead = true }
-    local server = pair.server_context():new_conn { fd = ssock }
-    for _ = 1, 50 do
-      local c, s = client:do_handshake(), server:do_handshake()
-      if c == "done" and s == "done" then break end
-      socket.select({ csock, ssock }, nil, 0.1)
-    end
-    assert.equal("want_read", select(2, client:read())) -- the tickets, read
+    local client, server, csock = handshaken_pair { read_ahead = true }
     assert.is_false(client:has_pending())
     assert.equal(5, server:write("first"))
     assert.equal(6, server:write("second"))
