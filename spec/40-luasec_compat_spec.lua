@@ -70,6 +70,17 @@ describe("lunatls.luasec runs LuaSec programs", function()
     end
   end)
 
+  it("reads ahead (one recv for records that arrived together), and dirty() tells select "
+     .. "about the records OpenSSL holds (the documented difference)", function()
+    local luasec_server, luasec_client = run("luasec", "records")
+    local server, client = run("lunatls", "records")
+    local expected = "handshake\ttrue\nfirst\tfirst\tnil\tnil\nselect\ttrue\nsocket\t%s\n"
+                     .. "second\tsecond\tnil\tnil\nack\t4.0\tnil\tnil\n"
+    assert.are.equal(expected:format("true"), luasec_client)
+    assert.are.equal(expected:format("false"), client)
+    assert.are.equal(luasec_server, server)
+  end)
+
   it("the copas-style loop finished all 50 connections", function()
     local _, client = run("lunatls", "copas")
     assert.are.equal("finished\ttrue\nechoed\t50\tanswers\t50\n", client)

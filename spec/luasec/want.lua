@@ -7,6 +7,14 @@ local P = {}
 
 local SIZE = 4 * 1024 * 1024
 
+-- What the client sends: numbered lines, so that a byte sent twice, or
+-- skipped, when a send resumes at an index shows (SIZE bytes).
+local function upload()
+  local lines = {}
+  for k = 1, SIZE // 8 do lines[k] = string.format("%07d\n", k) end
+  return table.concat(lines)
+end
+
 function P.server(port)
   local server = c.listen(port)
   local conn = assert(ssl.wrap(assert(server:accept()), c.server_params()))
@@ -15,7 +23,7 @@ function P.server(port)
   c.out("go", conn:receive("*l"))
   socket.sleep(0.5) -- the client fills its socket meanwhile
   local data, err = conn:receive(SIZE)
-  c.out("received", data and #data, err)
+  c.out("received", data and #data, err, data == upload())
   c.out("send", conn:send("thanks\n"))
   conn:close()
 end
@@ -33,7 +41,7 @@ function P.client(port)
   conn:settimeout(5)
   c.out("go", conn:send("go\n"))
   conn:settimeout(0)
-  local data = string.rep("x", SIZE)
+  local data = upload()
   local first, err, last = conn:send(data)
   c.out("first send", first, err, last and last > 0 and last < SIZE)
   c.out("want", conn:want())

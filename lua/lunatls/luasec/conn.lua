@@ -13,6 +13,8 @@ local socket = require "socket"
 local x509 = require "lunatls.luasec.x509"
 local describe = require("lunatls.luasec.info").describe
 
+local floor, max, min = math.floor, math.max, math.min
+
 local M = {}
 
 local Conn = {}
@@ -67,7 +69,11 @@ end
 
 local function open(self)
   if not self.conn then
-    self.conn = self.ctx.ctx:new_conn { fd = math.tointeger(self.fd), server_name = self.sniname }
+    -- Reading ahead (one recv per burst of records, not two per record) is
+    -- safe here: `drive` waits on the socket only after a read said
+    -- want_read, and `dirty` counts the records OpenSSL holds.
+    self.conn = self.ctx.ctx:new_conn { fd = math.tointeger(self.fd), server_name = self.sniname,
+                                        read_ahead = true }
   end
   return self.conn
 end
@@ -92,7 +98,7 @@ end
 local function wait(self, status, deadline)
   local t = self.timeout
   if t and t < 0 then t = nil end
-  if deadline then t = math.max(0, deadline - socket.gettime()) end
+  if deadline then t = max(0, deadline - socket.gettime()) end
   if t == 0 then return false end
   local r, w
   if status == "want_read" then r = { self.pollable } else w = { self.pollable } end
@@ -120,9 +126,20 @@ end
 local STATUS_FIRST = { do_handshake = true, shutdown = true }
 
 local function drive(self, method, deadline, ...)
+  local status_first = STATUS_FIRST[method]
+  local conn = self.conn
+  local io = conn[method]
   while true do
-    local result, message, code = step(self, method, ...)
-    local status = STATUS_FIRST[method] and result or (result == nil and message)
+    local result, message, code
+    -- only a handshake step (or shutdown's) can reach the servername
+    -- callback: reads and writes skip making the connection current
+    if status_first then result, message, code = step(self, method, ...)
+    else result, message, code = io(conn, ...) end
+    if result ~= nil and not status_first then -- the common case: data, or bytes written
+      self.wanted = "nothing"
+      return result
+    end
+    local status = status_first and result or message
     if WANT[status] then
       self.wanted = WANT[status]
       if not wait(self, status, deadline) then return nil, WANT_ERROR[status] end
@@ -153,19 +170,26 @@ function Conn:dohandshake()
   return false, err
 end
 
--- Appends the next decrypted bytes to the buffer; nil, error word on failure.
-local function fill(self, deadline)
-  local data, err = drive(self, "read", deadline, READ_MAX)
+-- Appends the next decrypted bytes (at most `limit`, default READ_MAX) to
+-- the buffer; nil, error word on failure.
+local function fill(self, deadline, limit)
+  local data, err = drive(self, "read", deadline, limit or READ_MAX)
   if not data then return nil, err end
   self.buffer = self.buffer .. data
   self.received = self.received + #data
   return true
 end
 
+-- The first `count` bytes of the buffer (the whole buffer without a copy
+-- when that is all of it, as it is when a read brought what was asked).
 local function take(self, count)
-  local data = self.buffer:sub(1, count)
-  self.buffer = self.buffer:sub(count + 1)
-  return data
+  local buffer = self.buffer
+  if count >= #buffer then
+    self.buffer = ""
+    return buffer
+  end
+  self.buffer = buffer:sub(count + 1)
+  return buffer:sub(1, count)
 end
 
 local function receive_line(self, deadline)
@@ -177,9 +201,11 @@ local function receive_line(self, deadline)
   end
 end
 
+-- Reads no more than the count lacks: a read that has what it was asked
+-- for returns without asking the socket again (which would say EAGAIN).
 local function receive_count(self, count, deadline)
   while #self.buffer < count do
-    local ok, err = fill(self, deadline)
+    local ok, err = fill(self, deadline, min(count - #self.buffer, READ_MAX))
     if not ok then return nil, err, take(self, #self.buffer) end
   end
   return take(self, count)
@@ -203,7 +229,7 @@ local function check_pattern(pattern)
   if pattern == nil then return "l" end
   if type(pattern) == "number" then
     if pattern < 0 then error("bad argument #1 to 'receive' (invalid receive pattern)", 3) end
-    return math.floor(pattern)
+    return floor(pattern)
   end
   local kind = type(pattern) == "string" and pattern:match("^%*([la])")
   if not kind then error("bad argument #1 to 'receive' (invalid receive pattern)", 3) end
@@ -221,14 +247,14 @@ function Conn:receive(pattern, prefix)
   local data, err, partial
   if kind == "l" then data, err, partial = receive_line(self, deadline)
   elseif kind == "a" then data, err, partial = receive_all(self, deadline)
-  else data, err, partial = receive_count(self, math.max(0, kind - #prefix), deadline) end
+  else data, err, partial = receive_count(self, max(0, kind - #prefix), deadline) end
   if data then return prefix .. data, nil, nil end
   return nil, err, prefix .. partial
 end
 
 -- LuaSocket's (i, j) of send, clamped to the string.
 local function send_range(size, i, j)
-  i, j = math.floor(i or 1), math.floor(j or -1)
+  i, j = floor(i or 1), floor(j or -1)
   if i < 0 then i = size + i + 1 end
   if j < 0 then j = size + j + 1 end
   if i < 1 then i = 1 end
@@ -242,12 +268,17 @@ function Conn:send(data, i, j)
   if type(data) ~= "string" and type(data) ~= "number" then
     error("bad argument #1 to 'send' (string expected, got " .. type(data) .. ")", 2)
   end
-  data = tostring(data)
-  local first, last = send_range(#data, i, j)
+  local first, last
+  if i == nil and j == nil and type(data) == "string" then -- the common case
+    first, last = 1, #data
+  else
+    data = tostring(data)
+    first, last = send_range(#data, i, j)
+  end
   if self.state ~= "done" then return nil, "closed", first - 1.0 end
   local deadline, pos = deadline_of(self), first
   while pos <= last do
-    local n, err = drive(self, "write", deadline, data:sub(pos, last))
+    local n, err = drive(self, "write", deadline, data, pos, last) -- no copy of the rest
     if not n then return nil, err, pos - 1.0 end
     pos = pos + n
     self.sent = self.sent + n
@@ -307,7 +338,8 @@ end
 --- True when received bytes wait in the buffer (LuaSocket's select uses it).
 function Conn:dirty()
   if #self.buffer > 0 then return true end
-  return self.conn ~= nil and self.state == "done" and self.conn:pending() > 0
+  -- has_pending, not pending: a record read ahead is not decrypted yet
+  return self.conn ~= nil and self.state == "done" and self.conn:has_pending()
 end
 
 --- "nothing", "read" or "write": what the last call waited for.
@@ -366,7 +398,7 @@ end
 -- chain the peer sent, anything else at its own certificate.
 local function error_index(conn, message)
   if message:find("issuer", 1, true) or message:find("in certificate chain", 1, true) then
-    return math.max(1, #conn:peer_chain())
+    return max(1, #conn:peer_chain())
   end
   return 1
 end
