@@ -9,6 +9,7 @@ local socket = require "socket"
 local scheduler = require "lunatls.scheduler"
 local socket_transport = require "lunatls.transport.socket"
 local fd_transport = require "lunatls.transport.fd"
+local split_server = require "helpers.split_server"
 
 local F = "spec/fixtures/"
 local server_ctx = assert(tls.new_context {
@@ -126,6 +127,32 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
         client:close()
       end)
       assert.same({ "first", true, "second", false }, got)
+    end)
+
+    it("part of a record arrived: dirty() is false (a wait on the socket is right), "
+       .. "then the rest comes through receive", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local got = {}
+      run(function()
+        local server = split_server.new(server_ctx, accept_raw(listener))
+        while not server:handshake_step() do scheduler.sleep(0.005) end
+        server:send_split("hello", 10, function() scheduler.sleep(0.5) end)
+        scheduler.sleep(0.2)
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 5 })
+        assert(client:handshake())
+        scheduler.sleep(0.2) -- the tickets and 10 bytes of the record are in the socket
+        client:settimeout(0)
+        got[1] = { client:receive(5) } -- takes them in: OpenSSL (or the BIO pair) holds the part
+        got[2] = client:dirty()
+        client:settimeout(5)
+        got[3] = client:receive(5)
+        got[4] = client:dirty()
+      end)
+      assert.same({ { nil, "timeout", "timeout" }, false, "hello", false }, got)
     end)
 
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()

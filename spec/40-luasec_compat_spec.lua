@@ -184,3 +184,46 @@ describe("lunatls.luasec errors", function()
     assert.are.equal(-1, tcp:getfd()) -- the descriptor moved to the connection
   end)
 end)
+
+describe("lunatls.luasec reading ahead", function()
+  local socket = require "socket"
+  local ssl = require "lunatls.luasec"
+  local split_server = require "helpers.split_server"
+  local F = "spec/fixtures/"
+
+  it("part of a record arrived: dirty() is false and select waits for the rest, "
+     .. "which receive then gives", function()
+    local listener = assert(socket.bind("127.0.0.1", 0))
+    finally(function() listener:close() end)
+    local _, port = listener:getsockname()
+    local tcp = assert(socket.tcp())
+    assert(tcp:connect("127.0.0.1", port))
+    local server_ctx = assert(require("lunatls").new_context {
+      mode = "server", certificate = F .. "server.pem", key = F .. "server.key" })
+    local server = split_server.new(server_ctx, assert(listener:accept()))
+    finally(function() server:close() end)
+    local client = assert(ssl.wrap(tcp, { mode = "client", protocol = "any", verify = "peer",
+                                          cafile = F .. "ca.pem" }))
+    client:sni("localhost")
+    client:settimeout(0)
+    local client_done, server_done = false, false
+    for _ = 1, 400 do -- both ends in turn, nonblocking
+      client_done = client_done or client:dohandshake()
+      server_done = server_done or server:handshake_step()
+      if client_done and server_done then break end
+      socket.sleep(0.005)
+    end
+    assert(client_done and server_done, "the handshake did not finish")
+    local got = {}
+    server:send_split("hello", 10, function()
+      socket.sleep(0.1)
+      got[1] = { client:receive(5) } -- takes in the tickets and the part
+      got[2] = client:dirty()
+      got[3] = socket.select({ client }, nil, 0)[1] == client
+    end)
+    client:settimeout(5)
+    got[4] = client:receive(5)
+    client:close()
+    assert.same({ { nil, "wantread", "" }, false, false, "hello" }, got)
+  end)
+end)

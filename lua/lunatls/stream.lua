@@ -738,13 +738,32 @@ function Stream:__tostring()
   return ("lunatls.Stream (%s)"):format(tostring(self.conn))
 end
 
+-- What OpenSSL (or the BIO pair) holds may be only part of a record (it
+-- read ahead, or the transport delivered half): only a read tells. What it
+-- brings waits in the stream for the next receive; a failure counts, as a
+-- receive reports it at once. While another coroutine reads, or before the
+-- handshake, the answer stays "maybe".
+local function read_held(self)
+  if self.reader or not self.handshaken or self.dead or self.peer_closed then return true end
+  local ok, data, status = pcall(conn_read, self.conn, CHUNK)
+  if ok and data then
+    self.inbuf = data
+    return true
+  end
+  return not ok or status ~= "want_read"
+end
+
 --- May a receive give something without new bytes from the socket? Bytes
--- are here: plaintext in the stream, or in OpenSSL (decrypted, or records
--- read ahead), or records in the connection's BIO pair or the driver's
--- carry. For select-style code: LuaSocket's `select` asks `dirty()`, and
--- must not wait on the socket while it is true.
+-- are here: plaintext in the stream, or in OpenSSL (decrypted, or whole
+-- records read ahead), or whole records in the connection's BIO pair or the
+-- driver's carry. For select-style code: LuaSocket's `select` asks
+-- `dirty()`, and must not wait on the socket while it is true; nor may a
+-- `dirty()` that stays true while only part of a record is here make that
+-- code spin.
 function Stream:dirty()
-  return not self.closed and (#self.inbuf > 0 or self.conn:has_pending() or self.driver.carry ~= "")
+  if self.closed then return false end
+  if #self.inbuf > 0 or self.driver.carry ~= "" then return true end
+  return self.conn:has_pending() and read_held(self)
 end
 
 --- The transport's descriptor, when it has one.

@@ -335,11 +335,22 @@ function Conn:setfd(fd)
   self.fd = fd
 end
 
---- True when received bytes wait in the buffer (LuaSocket's select uses it).
+--- True when a receive can give something without new bytes from the
+-- socket (LuaSocket's select asks it, and then does not wait).
 function Conn:dirty()
   if #self.buffer > 0 then return true end
-  -- has_pending, not pending: a record read ahead is not decrypted yet
-  return self.conn ~= nil and self.state == "done" and self.conn:has_pending()
+  local conn = self.conn
+  if conn == nil or self.state ~= "done" or not conn:has_pending() then return false end
+  -- OpenSSL holds bytes it read ahead, maybe only part of a record: only a
+  -- read tells (a true while part of a record waits would make a select
+  -- loop spin). What it brings waits in the buffer; a failure counts, as
+  -- the next receive reports it at once. The descriptor is nonblocking
+  -- (LuaSocket's always are).
+  local data, status = conn:read(READ_MAX)
+  if not data then return status ~= "want_read" end
+  self.buffer = data
+  self.received = self.received + #data
+  return true
 end
 
 --- "nothing", "read" or "write": what the last call waited for.
