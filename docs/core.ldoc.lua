@@ -170,6 +170,7 @@ function Conn:pending() end
 --- Whether a read may give something without new bytes from the transport:
 -- decrypted bytes, records read ahead (option `read_ahead`), or bytes in the
 -- BIO pair (C: `conn_has_pending`; `SSL_has_pending`, `BIO_ctrl_pending`).
+-- Also true for part of a record, which a read cannot give yet.
 -- @treturn boolean
 function Conn:has_pending() end
 
