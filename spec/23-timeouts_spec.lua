@@ -155,6 +155,39 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.same({ { nil, "timeout", "timeout" }, false, "hello", false }, got)
     end)
 
+    it("a stream that keeps finding data lets the other tasks run (every 256 KiB), "
+       .. "so one busy peer does not hold up the rest", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local SIZE = 2 * 1024 * 1024 -- fits in loopback's socket buffers: no read waits
+      local ticks, ticks_while_reading, done = 0, nil, false
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        local chunk = string.rep("x", 16384)
+        for _ = 1, SIZE // #chunk do assert(server:send(chunk)) end
+        assert.equal("ok", server:receive(2))
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+        assert(client:handshake())
+        scheduler.sleep(0.5) -- everything sent is in the sockets by now
+        local before, got = ticks, 0
+        while got < SIZE do got = got + #assert(client:receive_some(65536)) end
+        ticks_while_reading = ticks - before
+        assert(client:send("ok"))
+        client:close()
+        done = true
+      end, function()
+        while not done do
+          ticks = ticks + 1
+          scheduler.pause()
+        end
+      end)
+      -- 2 MiB read without a wait: a turn for the others every 256 KiB
+      assert.is_true(ticks_while_reading >= 4, "the others ran " .. ticks_while_reading .. " times")
+    end)
+
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()
       local listener, port = listen()
       finally(function() listener:close() end)

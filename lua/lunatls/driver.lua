@@ -21,6 +21,7 @@ local READ_MAX = 64 * 1024
 -- Bytes a driver may move without waiting before it lets other coroutines
 -- run (fairness: one busy peer must not hold up the others).
 local FAIR_SHARE = 256 * 1024
+M.FAIR_SHARE = FAIR_SHARE
 
 -- ---- failures ----
 
@@ -307,6 +308,10 @@ end
 -- @return data, or what the last read returned, or nil, Failure
 function Driver:read(deadline, max)
   local conn, net = self.conn, self.net
+  if self.moved >= FAIR_SHARE then -- read a lot without waiting: the others first
+    local ok, failure = self:fair(0, deadline)
+    if not ok then return nil, failure end
+  end
   -- The connection's incoming ring is empty: a read now could only say
   -- want_read (or give what OpenSSL holds decrypted). Bytes the transport
   -- has go into the ring first; a failure to take them waits until the
@@ -322,7 +327,12 @@ function Driver:read(deadline, max)
     if not ok then return nil, M.failure(tostring(data), "callback") end
     -- data: OpenSSL wrote nothing (a KeyUpdate's answer waits for the next
     -- write), and no call is spent on looking
-    if data then return data end
+    if data then
+      -- over a descriptor the plaintext counts (over a BIO pair, the
+      -- ciphertext the driver moved has)
+      if not net then self.moved = self.moved + #data end
+      return data
+    end
     -- what the read wrote (an alert, a handshake message) goes out now
     local pushed, failure = self:push(deadline)
     if status == "want_read" and early_failure then return nil, early_failure end

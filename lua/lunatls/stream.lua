@@ -33,6 +33,7 @@ local M = {}
 -- short has committed the whole piece (OpenSSL then holds the record, and the
 -- retry must offer the same bytes).
 local CHUNK = 16384
+local FAIR_SHARE = driver.FAIR_SHARE -- bytes read without a wait before the others get a turn
 
 --- The limits against hostile peers, and their defaults (docs/coroutines.md
 -- has the table). `false` turns a limit off.
@@ -465,12 +466,16 @@ end
 -- Returns what it brought, or false: then the general path goes on (a
 -- failure repeats there: a failed connection keeps saying so).
 local function read_now(self, max)
-  if not (self.inbuf == "" and not self.driver.net and self.handshaken and not self.dead
-          and not self.peer_closed and not self.reader) then
+  local drv = self.driver
+  -- past its fair share, the general path lets the others run first
+  if not (self.inbuf == "" and not drv.net and drv.moved < FAIR_SHARE and self.handshaken
+          and not self.dead and not self.peer_closed and not self.reader) then
     return false
   end
   local ok, data = pcall(conn_read, self.conn, max)
-  return ok and data or false
+  if not (ok and data) then return false end
+  drv.moved = drv.moved + #data
+  return data
 end
 
 local function receive_count(self, deadline, count)
@@ -747,6 +752,8 @@ local function read_held(self)
   if self.reader or not self.handshaken or self.dead or self.peer_closed then return true end
   local ok, data, status = pcall(conn_read, self.conn, CHUNK)
   if ok and data then
+    local drv = self.driver
+    if not drv.net then drv.moved = drv.moved + #data end -- as Driver:read counts
     self.inbuf = data
     return true
   end
