@@ -188,6 +188,36 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.is_true(ticks_while_reading >= 4, "the others ran " .. ticks_while_reading .. " times")
     end)
 
+    it("a stream that keeps sending without a wait lets the other tasks run (every 256 KiB)",
+       function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local SIZE = 2 * 1024 * 1024 -- the socket buffers take it all: no send waits
+      local ticks, ticks_while_sending, done, got = 0, nil, false, 0
+      run(function()
+        local server = tls.wrap(make(accept_raw(listener)), server_ctx, { timeout = 10 })
+        assert(server:handshake())
+        while got < SIZE do got = got + #assert(server:receive_some(65536)) end
+        server:close()
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+        assert(client:handshake())
+        local before, chunk = ticks, string.rep("x", 16384)
+        for _ = 1, SIZE // #chunk do assert(client:send(chunk)) end
+        ticks_while_sending = ticks - before
+        done = true
+        client:close()
+      end, function()
+        while not done do
+          ticks = ticks + 1
+          scheduler.pause()
+        end
+      end)
+      assert.equal(SIZE, got)
+      assert.is_true(ticks_while_sending >= 4, "the others ran " .. ticks_while_sending .. " times")
+    end)
+
     it("a second coroutine receiving while the first waits raises, and takes nothing", function()
       local listener, port = listen()
       finally(function() listener:close() end)

@@ -324,8 +324,14 @@ local function send_span(self, deadline, data, i, j)
     if last > j then last = j end
     -- from here on, the stream owes these bytes
     self.retry, self.retry_from, self.retry_to = data, pos, last
+    local size = last - pos + 1
     pos = last + 1
     ok, message, code = finish_write(self, deadline)
+    if ok then -- sent without a wait: the others' turn may be due
+      local failure
+      ok, failure = self.driver:fair(size, deadline)
+      if not ok then message, code = failure.message, failure.code end
+    end
     if not ok then return nil, message, code, pos - 1 end
   end
   return j
@@ -386,6 +392,7 @@ function Stream:send(data, i, j)
   -- does the write: over a descriptor a whole write is all there is to do.
   local drv = self.driver
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
+     and drv.moved < FAIR_SHARE -- past its fair share, the general path lets the others run
      and (not drv.net -- over a descriptor nothing waits to reach the transport
           or not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error) then
     local ok, n
@@ -396,6 +403,7 @@ function Stream:send(data, i, j)
     end
     local a, b, c, d
     if ok and n == j - i + 1 then
+      drv.moved = drv.moved + n
       if not drv.net then return j end -- descriptor mode: OpenSSL has sent it
       a, b, c, d = push_now(self, drv, j)
     else
