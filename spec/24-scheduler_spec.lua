@@ -113,6 +113,47 @@ describe("scheduler", function()
     assert.same({ true }, results.first)
   end)
 
+  it("pause lets the others run; a task alone goes on at once, unless run has a time limit "
+     .. "(which a task that only pauses must not outlive)", function()
+    local sched = scheduler.new()
+    local trace = {}
+    for _, name in ipairs { "a", "b" } do
+      sched:spawn(function()
+        for i = 1, 2 do
+          trace[#trace + 1] = name .. i
+          scheduler.pause()
+        end
+      end)
+    end
+    sched:run()
+    assert.same({ "a1", "b1", "a2", "b2" }, trace)
+
+    local turns, alone_paused = 0, nil
+    sched = scheduler.new()
+    sched:spawn(function()
+      local before = turns
+      for _ = 1, 100 do scheduler.pause() end
+      alone_paused = turns - before
+    end)
+    local backend_poll = sched.backend.poll
+    sched.backend.poll = function(...) turns = turns + 1; return backend_poll(...) end
+    assert.is_true(sched:run())
+    assert.equal(0, alone_paused) -- no turn of the scheduler: no yield
+
+    local spinning = scheduler.new()
+    local stopped = false
+    spinning:spawn(function()
+      -- bounded: a pause that does not yield ends it in about a second
+      for _ = 1, 2000000 do
+        if stopped then return end
+        scheduler.pause()
+      end
+    end)
+    assert.same({ nil, "timeout" }, { spinning:run(0.05) })
+    stopped = true
+    assert.is_true(spinning:run())
+  end)
+
   it("run(timeout) gives up with nil, 'timeout', and a later run continues", function()
     local sched = scheduler.new()
     local done = false

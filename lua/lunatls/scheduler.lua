@@ -76,6 +76,7 @@ function M.new(opts)
     tasks = 0,    -- live tasks
     on_error = opts.on_error or report_to_stderr,
     first_error = nil, -- the first task error, for run's result
+    limit = nil,  -- while run(timeout) runs: when it gives up
     backend = nil,
   }, Scheduler)
   self.backend = backend.new(self)
@@ -548,14 +549,17 @@ backends.luv = LuvBackend
 -- (after every task has finished)
 function Scheduler:run(timeout)
   local limit = timeout and gettime() + timeout
+  self.limit = limit -- a pause then always yields, so that the limit is kept (M.pause)
   while self.tasks > 0 do
     self.backend:poll(limit) -- only looks, without waiting, when tasks are ready
     run_ready(self)
     if limit and gettime() >= limit and self.tasks > 0 then
       self.backend:finish()
+      self.limit = nil
       return nil, "timeout"
     end
   end
+  self.limit = nil
   self.backend:finish()
   if self.first_error ~= nil then
     local err = self.first_error
@@ -654,10 +658,15 @@ function M.notify(key)
   end
 end
 
---- Lets the other tasks run once, then returns (in a scheduler's task);
+--- Lets the other tasks run once, then returns (in a scheduler's task;
+-- at once when it is alone and the run has no time limit);
 -- elsewhere does nothing.
 function M.pause()
-  if M.current() then coroutine_yield() end
+  local sched = M.current()
+  -- A task alone, under a run without a time limit, would be resumed at
+  -- once: it goes on without the turn (a yield, a look at the sockets, a
+  -- resume), which fairness (Driver:fair) would otherwise pay every 256 KiB.
+  if sched and (sched.tasks > 1 or sched.limit) then coroutine_yield() end
 end
 
 --- Sleeps `seconds`: in a scheduler's task lets the others run; elsewhere
