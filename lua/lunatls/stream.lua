@@ -95,6 +95,13 @@ local function op_deadline(self)
   return min_time(self.deadline, gettime() + timeout)
 end
 
+--- The driver has moved its fair share without a wait: the other tasks run
+-- first. Called before an operation starts, when it holds nothing.
+-- @return true, or nil, Failure (the deadline passed meanwhile)
+local function fair_turn(self)
+  return self.driver:fair(0, op_deadline(self))
+end
+
 -- The task that used each stream last, held weakly both ways: a stream
 -- must not keep a finished task's coroutine (and its stack) alive.
 local last_owner = setmetatable({}, { __mode = "kv" })
@@ -391,8 +398,11 @@ function Stream:send(data, i, j)
   -- call of its own cost ~230 instructions per send (callgrind), and so
   -- does the write: over a descriptor a whole write is all there is to do.
   local drv = self.driver
+  if drv.moved >= FAIR_SHARE then
+    local ok, failure = fair_turn(self)
+    if not ok then return nil, failure.message, failure.code, i - 1 end
+  end
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
-     and drv.moved < FAIR_SHARE -- past its fair share, the general path lets the others run
      and (not drv.net -- over a descriptor nothing waits to reach the transport
           or not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error) then
     local ok, n
@@ -475,8 +485,9 @@ end
 -- failure repeats there: a failed connection keeps saying so).
 local function read_now(self, max)
   local drv = self.driver
-  -- past its fair share, the general path lets the others run first
-  if not (self.inbuf == "" and not drv.net and drv.moved < FAIR_SHARE and self.handshaken
+  -- the turn first: the others may change what is tested next
+  if drv.moved >= FAIR_SHARE and not fair_turn(self) then return false end
+  if not (self.inbuf == "" and not drv.net and self.handshaken
           and not self.dead and not self.peer_closed and not self.reader) then
     return false
   end
