@@ -11,21 +11,30 @@
 -- * Reads use LuaSec's receive(n) (its buffer, LuaSocket's patterns).
 --
 --   lua5.4 bench/luasec_bench.lua WORKLOAD N [FIXTURES]
+--   LUNATLS_LUASEC=1 lua5.4 bench/luasec_bench.lua WORKLOAD N   -- the same program
+--                                                        on lunatls.luasec
 --
--- WORKLOAD: handshake | bulk16k | bulk1k | bulk64.
+-- WORKLOAD: handshake | bulk16k | bulk1k | bulk64 | msg1k.
 
+local clock = os.clock
+local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
+
+local impl = "luasec"
+if os.getenv("LUNATLS_LUASEC") then -- LuaSec's API on lunatls, for the same program
+  package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+  package.cpath = (os.getenv("LUNATLS_BUILD") or (root .. "/build")) .. "/?.so;" .. package.cpath
+  package.loaded.ssl = require "lunatls.luasec"
+  impl = "lunatls.luasec"
+end
 local ok_ssl, ssl = pcall(require, "ssl")
 if not ok_ssl then
   print("SKIP impl=luasec reason=not-installed")
   os.exit(0)
 end
 local socket = require "socket"
-
-local clock = os.clock
 -- msg1k: 1 KiB messages, each received before the next is sent (a batch of one)
 local SIZES = { bulk16k = 16384, bulk1k = 1024, bulk64 = 64, msg1k = 1024 }
 local BATCH_BYTES = 64 * 1024 -- in flight at once
-local root = (arg and arg[0] or ""):match("^(.*)/bench/[^/]*$") or "."
 
 local workload, n, fixtures = arg[1], tonumber(arg[2]), arg[3] or (root .. "/spec/fixtures")
 if not workload or not n or n <= 0 then
@@ -48,7 +57,7 @@ local client_ctx = assert(ssl.newcontext {
 })
 
 local function report(name, count, seconds, rate, unit)
-  print(string.format("RESULT impl=luasec workload=%s n=%d seconds=%.6f rate=%.3f unit=%s",
+  print(string.format("RESULT impl=" .. impl .. " workload=%s n=%d seconds=%.6f rate=%.3f unit=%s",
     name, count, seconds, rate, unit))
 end
 
