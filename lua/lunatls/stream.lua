@@ -33,7 +33,7 @@ local M = {}
 -- short has committed the whole piece (OpenSSL then holds the record, and the
 -- retry must offer the same bytes).
 local CHUNK = 16384
-local FAIR_SHARE = driver.FAIR_SHARE -- bytes read without a wait before the others get a turn
+local FAIR_SHARE = driver.FAIR_SHARE -- bytes moved (read or sent) without a wait: then the others run
 
 --- The limits against hostile peers, and their defaults (docs/coroutines.md
 -- has the table). `false` turns a limit off.
