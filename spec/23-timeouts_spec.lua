@@ -155,6 +155,40 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
       assert.same({ { nil, "timeout", "timeout" }, false, "hello", false }, got)
     end)
 
+    it("a connection reset while the stream is idle: receive reports it (nil, message, code), "
+       .. "and keeps saying so", function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local got
+      run(function()
+        local server = split_server.new(server_ctx, accept_raw(listener))
+        while not server:handshake_step() do scheduler.sleep(0.005) end
+        for _ = 1, 5 do server:pump(); scheduler.sleep(0.01) end -- the tickets, read by now
+        scheduler.sleep(0.2)
+        server.sock:setoption("linger", { on = true, timeout = 0 })
+        server:close() -- a reset, not a FIN
+      end, function()
+        local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+        local client = tls.wrap(make(tcp), client_ctx, { server_name = "localhost", timeout = 5 })
+        assert(client:handshake())
+        scheduler.sleep(0.1)
+        client:settimeout(0)
+        assert.same({ nil, "timeout", "timeout" }, { client:receive(5) }) -- takes the tickets in
+        client:settimeout(5)
+        scheduler.sleep(0.3) -- the reset has arrived
+        got = { client:receive(5) }
+        got.again = { client:receive(5) }
+      end)
+      -- the transport's words for it: the socket transport's (what LuaSocket's
+      -- descriptor said), or OpenSSL's system call error over a descriptor
+      local expected = kind == "socket" and { "receive: the peer closed the connection", "eof" }
+                       or { "reset by peer", "syscall" }
+      assert.is_nil(got[1])
+      assert.matches(expected[1], got[2], 1, true)
+      assert.equal(expected[2], got[3])
+      assert.same({ nil, got[2], got[3] }, { got.again[1], got.again[2], got.again[3] })
+    end)
+
     it("a stream that keeps finding data lets the other tasks run (every 256 KiB), "
        .. "so one busy peer does not hold up the rest", function()
       local listener, port = listen()

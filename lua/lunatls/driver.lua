@@ -87,6 +87,7 @@ function M.new(conn, transport, idle_timeout)
     writer = nil,        -- the coroutine holding the writer's turn
     idle_timeout = idle_timeout,
     moved = 0,           -- bytes moved since the last wait (fairness)
+    held_failure = nil,  -- Failure a transport reported to read_now, for read
   }, Driver)
 end
 
@@ -243,22 +244,59 @@ function Driver:fill(deadline, wait_for)
   return self:wait(wait_for, deadline)
 end
 
---- fill for a direct transport: the bytes go from the transport into the
--- network end (`receive_into`), never more than it has room for.
--- @return true, or nil, Failure
-function Driver:fill_direct(deadline, wait_for)
+--- One `receive_into` from a direct transport into the network end, never
+-- more than it has room for. At the end of stream the network end's
+-- writing side is shut: the connection reads end of stream.
+-- @return bytes moved (0: no room, or nothing yet), and true at the end of
+-- stream; or nil, Failure
+local function take_direct(self)
   local n, status, code = self.transport:receive_into(self.net, READ_MAX)
-  if n and n > 0 then return self:fair(n, deadline) end
-  -- n == 0: no room, the connection has bytes to read first: wait, do not spin
+  if n and n > 0 then return n end
   if status == "closed" then
     self.eof_in = true
-    self.net:shutdown_write() -- the connection sees end of stream
-    return true
+    self.net:shutdown_write()
+    return 0, true
   elseif n == nil and status ~= "want_read" then
     return nil, M.failure(status, code or "syscall")
   end
-  if not wait_for then return true end
+  return 0
+end
+
+--- fill for a direct transport (`take_direct`), waiting for `wait_for` when
+-- nothing came.
+-- @return true, or nil, Failure
+function Driver:fill_direct(deadline, wait_for)
+  local n, ended = take_direct(self)
+  if not n then return nil, ended end -- ended: the Failure
+  if n > 0 then return self:fair(n, deadline) end
+  -- n == 0: no room, the connection has bytes to read first: wait, do not spin
+  if ended or not wait_for then return true end
   return self:wait(wait_for, deadline)
+end
+
+--- `read`'s short path over a direct transport, for a caller that must not
+-- wait or yield (the stream's `read_now`): the connection's incoming ring
+-- is empty, so what the transport holds goes in first, then one read. The
+-- bytes moved count toward the fair share; the turn is the next
+-- operation's (a yield here would let another reader in).
+-- @return data, or nil: then `read` goes on from here (the bytes moved stay
+-- in the ring, a failure of the transport is kept for it)
+function Driver:read_now(max)
+  local net = self.net
+  if not (self.direct and not self.receiving and self.carry == "" and not self.eof_in
+          and not self.held_failure and net:write_guarantee() == self.ring_size) then
+    return nil
+  end
+  local n, failure = take_direct(self)
+  if not n then
+    self.held_failure = failure
+    return nil
+  end
+  if n == 0 then return nil end
+  self.moved = self.moved + n
+  local conn = self.conn
+  local ok, data = pcall(conn.read, conn, max)
+  return ok and data or nil
 end
 
 --- Waits as the connection asked (`want`: "want_read" or "want_write").
@@ -316,9 +354,10 @@ function Driver:read(deadline, max)
   -- want_read (or give what OpenSSL holds decrypted). Bytes the transport
   -- has go into the ring first; a failure to take them waits until the
   -- connection has nothing left to give.
-  local early_failure
-  if self.direct and not self.receiving and self.carry == "" and not self.eof_in
-     and net:write_guarantee() == self.ring_size then
+  local early_failure = self.held_failure -- what read_now's move met
+  self.held_failure = nil
+  if not early_failure and self.direct and not self.receiving and self.carry == ""
+     and not self.eof_in and net:write_guarantee() == self.ring_size then
     local took, failure = self:fill_direct(deadline, nil)
     if not took then early_failure = failure end
   end

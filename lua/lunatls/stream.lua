@@ -477,20 +477,22 @@ local function over_limit(self, what)
   return receive_failure(self, message, code)
 end
 
---- The short path of receive(n) and receive_some over a descriptor
--- (OpenSSL reads the socket: nothing to move, no wait, so no other
--- coroutine can come between): when the stream is established, holds
--- nothing and nobody else is receiving, one read of at most `max` bytes.
--- Returns what it brought, or false: then the general path goes on (a
--- failure repeats there: a failed connection keeps saying so).
+--- The short path of receive(n) and receive_some, without a wait (so no
+-- other coroutine can come between): when the stream is established, holds
+-- nothing and nobody else is receiving, one read of at most `max` bytes;
+-- over a BIO pair with a direct transport, what the transport holds is
+-- moved in first (Driver:read_now). Returns what it brought, or false: then
+-- the general path goes on (a failure repeats there: a failed connection
+-- keeps saying so).
 local function read_now(self, max)
   local drv = self.driver
   -- the turn first: the others may change what is tested next
   if drv.moved >= FAIR_SHARE and not fair_turn(self) then return false end
-  if not (self.inbuf == "" and not drv.net and self.handshaken
-          and not self.dead and not self.peer_closed and not self.reader) then
+  if not (self.inbuf == "" and self.handshaken and not self.dead and not self.peer_closed
+          and not self.reader) then
     return false
   end
+  if drv.net then return drv:read_now(max) or false end -- the transport's bytes first
   local ok, data = pcall(conn_read, self.conn, max)
   if not (ok and data) then return false end
   drv.moved = drv.moved + #data
