@@ -1,6 +1,8 @@
 --- The tooling of issue 12: packages per make target (scripts/deps.sh), the
--- loopback shim built by every suite target and required by the peers helper.
+-- loopback shim built by every suite target and required by the peers helper;
+-- and the process helper that starts and stops the peers.
 local peers = require "helpers.peers"
+local process = require "helpers.process"
 
 local function run(command)
   local pipe = assert(io.popen(command .. " 2>&1"))
@@ -35,6 +37,45 @@ describe("scripts/deps.sh", function()
     local output, ok = run("sh scripts/deps.sh --list nonsense")
     assert.is_falsy(ok)
     assert.matches("unknown target 'nonsense'", output)
+  end)
+end)
+
+describe("helpers.process", function()
+  local function exists(path)
+    local file = io.open(path)
+    if file then file:close() end
+    return file ~= nil
+  end
+
+  local function files_of(handle)
+    local paths = { handle.output_path }
+    if handle.input_path then paths[#paths + 1] = handle.input_path end
+    return paths
+  end
+
+  -- each leaked handle left a temporary file behind (hundreds per run)
+  it("leaves no temporary file: a process that exits, one killed, one forgotten", function()
+    local exited = process.spawn("cat", { stdin = "hello\n" })
+    local paths = files_of(exited)
+    assert.is_true(exited:wait(5))
+    assert.equal("hello\n", exited:output())
+    for _, path in ipairs(paths) do assert.is_false(exists(path), path) end
+
+    local killed = process.spawn("sleep 30", { stdin = "x" })
+    paths = files_of(killed)
+    killed:kill()
+    assert.is_false(killed:alive())
+    for _, path in ipairs(paths) do assert.is_false(exists(path), path) end
+
+    local forgotten = process.spawn("sleep 30", { stdin = "x" })
+    local alive, Handle = forgotten.alive, getmetatable(forgotten)
+    local pid = forgotten.pid
+    paths = files_of(forgotten)
+    forgotten = nil -- luacheck: ignore 311 (dropped, for the collector)
+    collectgarbage()
+    collectgarbage()
+    assert.is_false(alive(setmetatable({ pid = pid, killed = true }, Handle)), "the forgotten process still runs")
+    for _, path in ipairs(paths) do assert.is_false(exists(path), path) end
   end)
 end)
 
@@ -112,7 +153,6 @@ end
 describe("snippets run as written", function()
   local tls = require "lunatls"
   local pair = require "helpers.pair"
-  local process = require "helpers.process"
 
   it("README's BIO-pair loop moves the last flight (a TLS 1.3 server then finishes)", function()
     local code = snippet("README.md", "conn:bio()"):gsub('"ca%.pem"', '"spec/fixtures/ca.pem"')

@@ -115,13 +115,24 @@ function Handle:alive()
   return state ~= "Z" and state ~= "X"
 end
 
---- Waits up to `seconds` (default 5) for the process to exit; true if it did.
+--- Keeps what the process printed and removes its temporary files: called
+-- once it has exited or been killed (its output is then complete).
+local function settle(self)
+  if self.final_output then return end
+  self.final_output = read_file(self.output_path)
+  os.remove(self.output_path)
+  if self.input_path then os.remove(self.input_path) end
+end
+
+--- Waits up to `seconds` (default 5) for the process to exit; true if it did
+-- (its temporary files are then gone, and `output()` is final).
 function Handle:wait(seconds)
   local deadline = socket.gettime() + (seconds or 5)
   while self:alive() do
     if socket.gettime() > deadline then return false end
     socket.sleep(0.02)
   end
+  settle(self)
   return true
 end
 
@@ -148,19 +159,23 @@ end
 
 --- Stops the process and everything it started (SIGTERM, then SIGKILL after
 -- one second), then removes the temporary files. Idempotent; call it from
--- `finally` or `teardown`. `output()` still works afterwards.
+-- `finally` or `teardown`. `output()` still works afterwards. A handle that
+-- is collected (at the latest when busted closes its Lua state) is killed
+-- too, so neither a forgotten process nor its files outlive the run.
 function Handle:kill()
-  if self.final_output then return end
+  if self.killed then return end
+  self.killed = true
+  if not self.pid then return settle(self) end -- spawn failed before the pid
   local session = tostring(self.pid)
   os.execute("pkill -TERM -s " .. session .. " 2>/dev/null")
   if not self:wait(1) then
     os.execute("pkill -KILL -s " .. session .. " 2>/dev/null")
     self:wait(1)
   end
-  self.final_output = read_file(self.output_path)
-  os.remove(self.output_path)
-  if self.input_path then os.remove(self.input_path) end
+  settle(self)
 end
+
+Handle.__gc = Handle.kill
 
 --- Starts `command` (a shell command line) in the background.
 -- `options.stdin`: a string fed to its standard input (default: /dev/null, so
