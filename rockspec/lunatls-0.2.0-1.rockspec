@@ -33,7 +33,7 @@ build = {
       sources = {
         "src/binding.c", "src/bio.c", "src/buffer.c", "src/callback.c", "src/conn.c", "src/context.c",
         "src/core.c", "src/errors.c", "src/hello.c", "src/options.c", "src/pair.c",
-        "src/revocation.c", "src/session.c", "src/source.c", "src/tickets.c", "src/x509.c",
+        "src/revocation.c", "src/session.c", "src/socket.c", "src/source.c", "src/tickets.c", "src/x509.c",
       },
       defines = { 'LUNATLS_VERSION="0.2.0"' },
       libraries = { "ssl", "crypto" },

@@ -29,7 +29,7 @@ build = {
       sources = {
         "src/binding.c", "src/bio.c", "src/buffer.c", "src/callback.c", "src/conn.c", "src/context.c",
         "src/core.c", "src/errors.c", "src/hello.c", "src/options.c", "src/pair.c",
-        "src/revocation.c", "src/session.c", "src/source.c", "src/tickets.c", "src/x509.c",
+        "src/revocation.c", "src/session.c", "src/socket.c", "src/source.c", "src/tickets.c", "src/x509.c",
       },
       libraries = { "ssl", "crypto" },
       incdirs = { "$(OPENSSL_INCDIR)" },

@@ -230,6 +230,55 @@ describe("conn", function()
         { p.client.conn:read() })
     end)
 
+    -- Whatever writes to a descriptor may meet a peer that has gone: then
+    -- EPIPE, never SIGPIPE (whose default ends the process). OpenSSL's own
+    -- socket BIO writes with write(2), and fd mode died with exit 141.
+    -- LuaSocket ignores SIGPIPE when it loads, which hid that from every
+    -- test, and a child inherits the ignored signal: this child runs the
+    -- core alone, with SIGPIPE's default, on a descriptor bash connected.
+    local WRITERS = {
+      write = 'return conn:write("hello")',
+      shutdown = "return conn:shutdown()",
+      send_to = 'mine:write("hello") return theirs:send_to(3)', -- a BIO pair's end, in C
+    }
+    for _, call in ipairs { "write", "shutdown", "send_to" } do
+      it("fd mode, the core alone: " .. call .. " to a peer that has gone fails, no SIGPIPE", function()
+        local peers = require "helpers.peers"
+        local server, port = peers.openssl_server { version = "tls1.3", naccept = 1 }
+        finally(function() server:kill() end)
+        local script = ([[
+          package.cpath = "./build/?.so;" .. package.cpath
+          local core = require "lunatls.core"
+          local ctx = core.new_context { mode = "client", cafile = "spec/fixtures/ca.pem" }
+          local conn = ctx:new_conn { fd = 3, server_name = "localhost" }
+          local mine, theirs = core.new_bio_pair()
+          for _ = 1, 200 do
+            if conn:do_handshake() == "done" then break end
+            os.execute("sleep 0.02")
+          end
+          assert(conn:do_handshake() == "done", "no handshake")
+          os.execute("pkill -KILL -s %d; sleep 0.2")
+          -- the first write after the peer's FIN goes out; its RST comes back
+          assert(conn:write("anyone?") == 7)
+          os.execute("sleep 0.2")
+          print("result", (function() %s end)())
+        ]]):format(server.pid, WRITERS[call])
+        local path = os.tmpname()
+        finally(function() os.remove(path) end)
+        local file = assert(io.open(path, "w"))
+        file:write(script)
+        file:close()
+        local pipe = assert(io.popen(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; "
+          .. "exec env --default-signal=PIPE lua5.4 %s' 2>&1; echo \"exit:$?\""):format(port, path)))
+        local output = pipe:read("a")
+        pipe:close()
+        assert.matches("exit:0", output)
+        local expected = call == "send_to" and "result\tnil\tsend: the peer closed the connection\teof"
+          or "result\tnil\t" .. call .. ": Broken pipe\tsyscall"
+        assert.matches(expected, output)
+      end)
+    end
+
     it("writes 'eof' when the network end is closed", function()
       local p = pair.new():connect()
       p.client.net:close()

@@ -178,7 +178,9 @@ static void attach_bio(lua_State *L, lunatls_Conn *c) {
 
 static void attach_fd(lua_State *L, lunatls_Conn *c, int ud) {
     int fd = fd_of(L, lua_gettop(L));
-    if (SSL_set_fd(c->ssl, fd) != 1) luaL_error(L, "new_conn: %s", lunatls_last_reason());
+    BIO *bio = lunatls_new_socket_bio(L, fd);
+    if (bio == NULL) luaL_error(L, "new_conn: out of memory");
+    SSL_set_bio(c->ssl, bio, bio); /* one BIO both ways: SSL_set_bio takes the one reference */
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, ud, CONN_UV_TRANSPORT);
     c->fd_mode = 1;

@@ -176,6 +176,7 @@ LUA_API int luaopen_lunatls_core(lua_State *L);
 __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_State *L) {
     OPENSSL_init_ssl(0, NULL);
     lunatls_open_pair(L);
+    lunatls_open_socket(L);
     /* the classes methods take as arguments, first: lunatls_newclass gives
      * every method their metatables as upvalues */
     luaL_newmetatable(L, LUNATLS_BIO);

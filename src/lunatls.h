@@ -183,6 +183,10 @@ int lunatls_new_pair(lua_State *L, BIO **a, BIO **b, size_t size);
 void lunatls_open_pair(lua_State *L);
 void lunatls_pair_release_cache(lua_State *L);
 
+/* socket.c: the BIO of fd mode, OpenSSL's socket BIO without SIGPIPE */
+BIO *lunatls_new_socket_bio(lua_State *L, int fd);
+void lunatls_open_socket(lua_State *L);
+
 /* bio.c */
 lunatls_BIO *lunatls_checkbio(lua_State *L, int idx);
 lunatls_BIO *lunatls_newbio(lua_State *L, BIO *bio);
