@@ -79,6 +79,18 @@ describe("helpers.process", function()
   end)
 end)
 
+describe("finally (spec/helpers/finally.lua)", function()
+  local ran = {}
+  it("keeps every function a test gives it", function()
+    finally(function() ran[#ran + 1] = "first" end)
+    finally(function() ran[#ran + 1] = "second" end)
+  end)
+
+  it("ran them all, the last given first", function()
+    assert.same({ "second", "first" }, ran)
+  end)
+end)
+
 describe("the loopback shim", function()
   for _, target in ipairs { "test", "asan", "valgrind", "gcstress" } do
     it("is built by make " .. target, function()

@@ -12,3 +12,5 @@
 -- Loading luv here keeps one module for the whole run. spec/43 and spec/44
 -- check that, in the suite's own order.
 pcall(require, "luv")
+
+require "helpers.finally"

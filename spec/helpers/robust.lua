@@ -12,6 +12,7 @@
 -- test and every file.
 
 local busted = require "busted"
+require "helpers.finally"
 
 local mode = os.getenv("LUNATLS_SANITIZER")
 local expected = os.getenv("LUNATLS_EXPECT_MODULE")
