@@ -477,7 +477,33 @@ describe("fd transport, adopt", function()
   end)
 end)
 
-describe("connect", function()
+describe("connect and accept", function()
+  -- the default is the fd transport (new sockets: nothing in LuaSocket's
+  -- buffer); fd = false the socket transport
+  local CHOSEN = { [false] = "lunatls.transport.socket", [true] = "lunatls.transport.fd",
+                   adopt = "lunatls.transport.fd" }
+  for _, fd in ipairs { "default", false, true, "adopt" } do
+    it("use the transport option fd chooses: " .. tostring(fd), function()
+      local listener, port = listen()
+      finally(function() listener:close() end)
+      local opts = { timeout = 10 }
+      if fd ~= "default" then opts.fd = fd end
+      local server, client
+      run(function()
+        server = assert(tls.accept(listener, server_ctx, opts))
+        assert.equal("ping", server:receive("*l"))
+        server:close()
+      end, function()
+        client = assert(tls.connect("127.0.0.1", port, client_ctx, opts))
+        assert(client:send("ping\n"))
+        client:close()
+      end)
+      local want = CHOSEN[fd == "default" or fd]
+      assert.equal(want, getmetatable(server.transport).__name)
+      assert.equal(want, getmetatable(client.transport).__name)
+    end)
+  end
+
   it("to a closed port gives nil, message, 'syscall'", function()
     local listener, port = listen()
     listener:close()
