@@ -7,8 +7,10 @@
 --     local stream = tls.wrap(fd.new(sock), ctx, { server_name = "localhost" })
 --
 -- It is the fastest transport (one copy less, no Lua per record), at the price
--- of handing the socket to OpenSSL: do not read or write it yourself while
--- the stream uses it.
+-- of handing the socket to OpenSSL: do not read, write or close it yourself
+-- while the stream uses it (close the stream). The connection holds the
+-- descriptor's number: after a close behind its back, the system may give
+-- that number to another socket, which the stream would then read and write.
 -- @module lunatls.transport.fd
 
 local scheduler = require "lunatls.scheduler"
