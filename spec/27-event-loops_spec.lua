@@ -180,6 +180,41 @@ for _, name in ipairs { "cqueues", "luv" } do
       assert.is_truthy(result[3] == "eof" or result[3] == "protocol", tostring(result[3]))
     end)
 
+    -- new() gives OpenSSL the descriptor (the fd transport), unless LuaSocket
+    -- holds bytes it read ahead: a STARTTLS server that read its line got
+    -- the start of the ClientHello with it, which must reach OpenSSL first
+    it("new(): the fd transport, or the socket transport while LuaSocket holds bytes (STARTTLS)", function()
+      local listener, port = listen()
+      local kinds, line = {}, nil
+      run(30 * SCALE, function()
+        local sock = assert(socket.connect("127.0.0.1", port))
+        assert(sock:send("STARTTLS\n"))
+        local stream = tls.wrap(module.new(sock), client_ctx, { server_name = "localhost", timeout = 10 * SCALE })
+        kinds.client = getmetatable(stream.transport).__name
+        assert(stream:handshake())
+        assert(stream:send("hello\n"))
+        assert(stream:close())
+      end, function()
+        listener:settimeout(0)
+        local sock = listener:accept()
+        while not sock do sleep(0.01); sock = listener:accept() end
+        close_listener(listener)
+        sock:settimeout(0)
+        -- the client sends its line and its ClientHello without a yield between
+        line = sock:receive("*l")
+        while not line do sleep(0.01); line = sock:receive("*l") end
+        assert.is_true(sock:dirty(), "the ClientHello did not come with the line")
+        local t = module.new(sock)
+        kinds.server = getmetatable(t).__name
+        local stream = tls.wrap(t, server_ctx, { timeout = 10 * SCALE })
+        assert(stream:handshake())
+        assert.equal("hello", stream:receive())
+        stream:close()
+      end)
+      assert.equal("STARTTLS", line)
+      assert.same({ client = "lunatls.transport.fd", server = "lunatls.transport.socket" }, kinds)
+    end)
+
     it("close() is idempotent, later calls raise, and new() checks its argument", function()
       local listener, port = listen()
       run(30 * SCALE, function()

@@ -19,6 +19,7 @@
 local cqueues = require "cqueues"
 local socket = require "socket"
 local socket_transport = require "lunatls.transport.socket"
+local fd_transport = require "lunatls.transport.fd"
 
 local gettime = socket.gettime
 
@@ -42,14 +43,16 @@ local function cqueues_wait(sock, what, deadline)
 end
 
 --- Wraps a connected LuaSocket TCP socket.
--- @return a transport for `tls.wrap` (the LuaSocket transport's send and
--- receive; waits, pauses and close through cqueues)
+-- @return a transport for `tls.wrap`: the fd transport's (OpenSSL on the
+-- descriptor), or the socket transport's when LuaSocket holds bytes read
+-- ahead (`lunatls.transport.fd.fastest`); waits, pauses and close through
+-- cqueues
 function M.new(sock)
   if type(sock) ~= "userdata" or not sock.getfd then
     error("bad argument #1 to 'new' (a connected LuaSocket TCP socket expected, got "
           .. type(sock) .. ")", 2)
   end
-  local transport = socket_transport.new(sock, cqueues_wait)
+  local transport = fd_transport.fastest(sock, cqueues_wait)
   function transport.pause()
     cqueues.sleep(0)
   end

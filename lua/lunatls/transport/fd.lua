@@ -55,6 +55,21 @@ function M.new(sock, wait_socket)
                         wait_socket = wait_socket or scheduler.wait_socket }, Transport)
 end
 
+--- The fastest transport for a LuaSocket socket: this one, unless LuaSocket
+-- already holds bytes it read (a STARTTLS exchange read ahead): those must
+-- reach OpenSSL first, which only the socket transport does (it feeds them
+-- through its BIO pair). The event-loop adapters (cqueues, luv) use it.
+-- @param sock a connected LuaSocket TCP socket
+-- @tparam[opt] function wait_socket as for `new`
+-- @return a transport of this module or of `lunatls.transport.socket`
+function M.fastest(sock, wait_socket)
+  check_socket(sock, "fastest")
+  if sock.dirty and sock:dirty() then
+    return require("lunatls.transport.socket").new(sock, wait_socket)
+  end
+  return M.new(sock, wait_socket)
+end
+
 --- Like `new`, but the stream's connection takes the socket's descriptor:
 -- once `tls.wrap` has made it, the LuaSocket object holds no descriptor
 -- (drop it, and its ~9 KB with it: bench/README.md, memory) and the

@@ -23,6 +23,7 @@
 local socket = require "socket"
 local scheduler = require "lunatls.scheduler"
 local socket_transport = require "lunatls.transport.socket"
+local fd_transport = require "lunatls.transport.fd"
 
 local uv = assert(scheduler.luv())
 local close_handle = scheduler.close_handle
@@ -168,15 +169,17 @@ function M.close_listener(listener)
 end
 
 --- Wraps a connected LuaSocket TCP socket.
--- @return a transport for `tls.wrap` (the LuaSocket transport's send and
--- receive; waits, pauses and close through libuv)
+-- @return a transport for `tls.wrap`: the fd transport's (OpenSSL on the
+-- descriptor), or the socket transport's when LuaSocket holds bytes read
+-- ahead (`lunatls.transport.fd.fastest`); waits, pauses and close through
+-- libuv
 function M.new(sock)
   if type(sock) ~= "userdata" or not sock.getfd then
     error("bad argument #1 to 'new' (a connected LuaSocket TCP socket expected, got "
           .. type(sock) .. ")", 2)
   end
   local poller = new_poller(sock:getfd())
-  local transport = socket_transport.new(sock, function(_, what, deadline)
+  local transport = fd_transport.fastest(sock, function(_, what, deadline)
     return poller:wait(what, deadline)
   end)
   transport.poller = poller
