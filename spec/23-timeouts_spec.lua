@@ -477,6 +477,29 @@ describe("fd transport, adopt", function()
   end)
 end)
 
+describe("fd transport, bytes LuaSocket read ahead", function()
+  it("new and adopt refuse the socket (OpenSSL would never see them); fastest takes the socket transport", function()
+    local listener, port = listen()
+    finally(function() listener:close() end)
+    local client = assert(socket.connect("127.0.0.1", port))
+    finally(function() client:close() end)
+    local server = assert(listener:accept())
+    finally(function() server:close() end)
+    assert(client:send("STARTTLS\n\22\3\1"))
+    server:settimeout(5)
+    assert.equal("STARTTLS", server:receive("*l"))
+    assert.is_true(server:dirty())
+    for _, name in ipairs { "new", "adopt" } do
+      assert.has_error(function() fd_transport[name](server) end,
+        "bad argument #1 to '" .. name .. "' (LuaSocket holds bytes it read ahead, which OpenSSL "
+        .. "would never see: use fd.fastest or lunatls.transport.socket)")
+    end
+    assert.equal("lunatls.transport.socket", getmetatable(fd_transport.fastest(server)).__name)
+    assert.equal("\22\3\1", server:receive(3)) -- still there
+    assert.equal("lunatls.transport.fd", getmetatable(fd_transport.fastest(server)).__name)
+  end)
+end)
+
 describe("connect and accept", function()
   -- the default is the fd transport (new sockets: nothing in LuaSocket's
   -- buffer); fd = false the socket transport

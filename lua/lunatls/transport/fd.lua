@@ -37,6 +37,15 @@ local function check_socket(sock, name)
   end
 end
 
+-- Bytes LuaSocket read ahead (a STARTTLS line's neighbours) would never reach
+-- OpenSSL, which reads the descriptor: refused, rather than lost.
+local function check_unread(sock, name)
+  if sock.dirty and sock:dirty() then
+    error(("bad argument #1 to '%s' (LuaSocket holds bytes it read ahead, which OpenSSL "
+           .. "would never see: use fd.fastest or lunatls.transport.socket)"):format(name), 3)
+  end
+end
+
 --- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
 -- or an integer descriptor already in nonblocking mode (its owner closes it).
 -- @param sock a LuaSocket TCP socket, or an integer descriptor
@@ -47,6 +56,7 @@ function M.new(sock, wait_socket)
   local socket_object
   if type(sock) ~= "number" then
     check_socket(sock, "new")
+    check_unread(sock, "new")
     sock:settimeout(0)
     if sock.setoption then sock:setoption("tcp-nodelay", true) end
     socket_object = sock
@@ -82,6 +92,7 @@ end
 -- @treturn Transport
 function M.adopt(sock, wait_socket)
   check_socket(sock, "adopt")
+  check_unread(sock, "adopt")
   local transport = M.new(sock, wait_socket)
   local fd = math.tointeger(sock:getfd())
   if not fd or fd < 0 then error("bad argument #1 to 'adopt' (a connected socket expected)", 2) end
