@@ -37,10 +37,15 @@ local function check_socket(sock, name)
   end
 end
 
--- Bytes LuaSocket read ahead (a STARTTLS line's neighbours) would never reach
--- OpenSSL, which reads the descriptor: refused, rather than lost.
+-- Does LuaSocket hold bytes it read ahead (a STARTTLS line's neighbours)?
+-- OpenSSL reads the descriptor and would never see them.
+local function holds_unread(sock)
+  return sock.dirty ~= nil and sock:dirty()
+end
+
+-- Bytes read ahead are refused, rather than lost.
 local function check_unread(sock, name)
-  if sock.dirty and sock:dirty() then
+  if holds_unread(sock) then
     error(("bad argument #1 to '%s' (LuaSocket holds bytes it read ahead, which OpenSSL "
            .. "would never see: use fd.fastest or lunatls.transport.socket)"):format(name), 3)
   end
@@ -74,7 +79,7 @@ end
 -- @return a transport of this module or of `lunatls.transport.socket`
 function M.fastest(sock, wait_socket)
   check_socket(sock, "fastest")
-  if sock.dirty and sock:dirty() then
+  if holds_unread(sock) then
     return require("lunatls.transport.socket").new(sock, wait_socket)
   end
   return M.new(sock, wait_socket)
