@@ -536,4 +536,29 @@ describe("connect and accept", function()
     assert.matches("connection refused", result[2])
     assert.equal("syscall", result[3])
   end)
+
+  -- libuv reports a refused connect as a poll error (UV_EBADF), and luv
+  -- printed "EBADF: bad file descriptor" to stderr for it: a local refusal
+  -- is known before any wait, so the wait is not made
+  it("to a closed port, on the luv backend: nothing printed", function()
+    local listener, port = listen()
+    listener:close()
+    local path = os.tmpname()
+    finally(function() os.remove(path) end)
+    local file = assert(io.open(path, "w"))
+    file:write(([[
+      package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
+      package.cpath = "./build/?.so;" .. package.cpath
+      local tls = require "lunatls"
+      local ctx = tls.new_context { mode = "client", cafile = "spec/fixtures/ca.pem" }
+      local sched = require("lunatls.scheduler").new { backend = "luv" }
+      sched:spawn(function() print(select(3, tls.connect("127.0.0.1", %d, ctx, { timeout = 5 }))) end)
+      assert(sched:run())
+    ]]):format(port))
+    file:close()
+    local pipe = assert(io.popen("timeout 30 lua5.4 " .. path .. " 2>&1"))
+    local output = pipe:read("a")
+    pipe:close()
+    assert.equal("syscall\n", output)
+  end)
 end)

@@ -131,6 +131,10 @@ local function finish_connect(sock, host, port, deadline)
   local ok, err = sock:connect(host, port)
   if ok or err == "already connected" then return true end
   if err ~= "timeout" and err ~= "Operation already in progress" then return nil, err end
+  -- Refused at once (a local port): known now, without a wait. libuv would
+  -- report it as a poll error, which luv prints to stderr.
+  local asked, refused = pcall(sock.getoption, sock, "error")
+  if asked and refused then return nil, refused end
   local ready = scheduler.wait_socket(sock, "write", deadline)
   if not ready then return nil, "timeout" end
   ok, err = sock:connect(host, port)
