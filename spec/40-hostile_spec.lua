@@ -21,7 +21,7 @@ local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.p
 local IDLE, STALLED, GARBAGE = 2000, 500, 200
 local ATTACK_SECONDS = 2
 local ROUNDS = 3
-local RSS_SLACK = 4 * 1024 -- KiB
+local RSS_SLACK = 6 * 1024 -- KiB (why: the comment above the check)
 
 -- The server's open descriptors and resident memory (KiB).
 local function usage(pid)
@@ -196,8 +196,11 @@ for _, loop in ipairs { "scheduler", "cqueues", "luv" } do
         assert.same({ false }, { state.bad[1] })
       end
       -- Memory: once the attackers are gone and the server has called
-      -- tls.release_memory(), its RSS is back to the baseline (within 4 MiB:
-      -- OpenSSL's and Lua's caches, heap fragments that straddle a page).
+      -- tls.release_memory(), its RSS is back to the baseline (within 6 MiB:
+      -- OpenSSL's and Lua's caches, heap fragments that straddle a page;
+      -- usually 1-2 MiB above it, once 4.2 MiB for the cqueues server in
+      -- all three rounds of a run; without release_memory it stays where
+      -- the attack took it, ~150 MiB: docs/coroutines.md).
       for round = 1, ROUNDS do
         assert.is_true(rounds[round].rss <= rss0 + RSS_SLACK,
           ("RSS: %d KiB before, %d during round %d, %d after"):format(
