@@ -3,6 +3,7 @@
 
 local tls = require "lunatls"
 local pair = require "helpers.pair"
+local process = require "helpers.process"
 
 --- `n` bytes in which every 8-byte block is numbered: a lost, repeated or
 -- reordered block changes the text.
@@ -263,15 +264,8 @@ describe("conn", function()
           os.execute("sleep 0.2")
           print("result", (function() %s end)())
         ]]):format(server.pid, WRITERS[call])
-        local path = os.tmpname()
-        finally(function() os.remove(path) end)
-        local file = assert(io.open(path, "w"))
-        file:write(script)
-        file:close()
-        local pipe = assert(io.popen(("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; "
-          .. "exec env --default-signal=PIPE lua5.4 %s' 2>&1; echo \"exit:$?\""):format(port, path)))
-        local output = pipe:read("a")
-        pipe:close()
+        local output = process.run_script(script, ("bash -c 'exec 3<>/dev/tcp/127.0.0.1/%d; "
+          .. "exec env --default-signal=PIPE lua5.4 %%s' 2>&1; echo \"exit:$?\""):format(port))
         assert.matches("exit:0", output)
         local expected = call == "send_to" and "result\tnil\tsend: the peer closed the connection\teof"
           or "result\tnil\t" .. call .. ": Broken pipe\tsyscall"

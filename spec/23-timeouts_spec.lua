@@ -10,6 +10,7 @@ local scheduler = require "lunatls.scheduler"
 local socket_transport = require "lunatls.transport.socket"
 local fd_transport = require "lunatls.transport.fd"
 local split_server = require "helpers.split_server"
+local process = require "helpers.process"
 
 local F = "spec/fixtures/"
 local server_ctx = assert(tls.new_context {
@@ -543,10 +544,7 @@ describe("connect and accept", function()
   it("to a closed port, on the luv backend: nothing printed", function()
     local listener, port = listen()
     listener:close()
-    local path = os.tmpname()
-    finally(function() os.remove(path) end)
-    local file = assert(io.open(path, "w"))
-    file:write(([[
+    local output = process.run_script(([[
       package.path = "./lua/?.lua;./lua/?/init.lua;" .. package.path
       package.cpath = "./build/?.so;" .. package.cpath
       local tls = require "lunatls"
@@ -554,11 +552,7 @@ describe("connect and accept", function()
       local sched = require("lunatls.scheduler").new { backend = "luv" }
       sched:spawn(function() print(select(3, tls.connect("127.0.0.1", %d, ctx, { timeout = 5 }))) end)
       assert(sched:run())
-    ]]):format(port))
-    file:close()
-    local pipe = assert(io.popen("timeout 30 lua5.4 " .. path .. " 2>&1"))
-    local output = pipe:read("a")
-    pipe:close()
+    ]]):format(port), "timeout 30 lua5.4 %s 2>&1")
     assert.equal("syscall\n", output)
   end)
 end)

@@ -207,15 +207,9 @@ describe("snippets run as written", function()
     local code = 'local ctx = assert(require("lunatls").new_context { mode = "client", '
       .. 'cafile = "spec/fixtures/ca.pem" })\n'
       .. snippet("docs/transports.md", 'require "lunatls.transport.luv"'):gsub("4433", tostring(port))
-    local path = os.tmpname()
-    finally(function() os.remove(path) end)
-    local file = assert(io.open(path, "wb"))
-    file:write(code)
-    file:close()
-    local pipe = assert(io.popen(("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/?.so;;' "
-      .. "timeout 20 lua5.4 %s 2>&1"):format(path)))
-    local output = pipe:read("a")
-    assert.is_true(pipe:close(), output)
+    local output, ok = process.run_script(code, "LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' "
+      .. "LUA_CPATH='./build/?.so;;' timeout 20 lua5.4 %s 2>&1")
+    assert.is_true(ok, output)
     assert.matches("HTTP/1.0 200 OK", output)
     assert.matches("GET / HTTP/1.0 body=0", output)
   end)

@@ -40,6 +40,21 @@ local function write_file(path, text)
   file:close()
 end
 
+--- Runs Lua source `code` in a child process: writes it to a temporary
+-- file, runs the shell command `command` with `%s` replaced by that file's
+-- path (say `2>&1` in it to see stderr too), then removes the file.
+-- @return everything the command printed, and what closing its pipe says
+-- (true, or nil, "exit"/"signal", status)
+function M.run_script(code, command)
+  local path = os.tmpname()
+  write_file(path, code)
+  local pipe = assert(io.popen(command:format(path)))
+  local output = pipe:read("a")
+  local ok, how, status = pipe:close()
+  os.remove(path)
+  return output, ok, how, status
+end
+
 --- The resident memory of process `pid` (default: this one), in KiB.
 function M.rss_kib(pid)
   return tonumber(read_file("/proc/" .. (pid or "self") .. "/status"):match("VmRSS:%s*(%d+)"))
