@@ -51,6 +51,18 @@ local function check_unread(sock, name)
   end
 end
 
+-- The transport of `sock`, already checked by the caller (new, fastest, adopt).
+local function make(sock, wait_socket)
+  local socket_object
+  if type(sock) ~= "number" then
+    sock:settimeout(0)
+    if sock.setoption then sock:setoption("tcp-nodelay", true) end
+    socket_object = sock
+  end
+  return setmetatable({ fd = sock, socket = socket_object, pollable = pollable(sock),
+                        wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+end
+
 --- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
 -- or an integer descriptor already in nonblocking mode (its owner closes it).
 -- @param sock a LuaSocket TCP socket, or an integer descriptor
@@ -58,16 +70,11 @@ end
 -- `lunatls.transport.socket.new`
 -- @treturn Transport with field `fd` (what `new_conn{fd=}` takes)
 function M.new(sock, wait_socket)
-  local socket_object
   if type(sock) ~= "number" then
     check_socket(sock, "new")
     check_unread(sock, "new")
-    sock:settimeout(0)
-    if sock.setoption then sock:setoption("tcp-nodelay", true) end
-    socket_object = sock
   end
-  return setmetatable({ fd = sock, socket = socket_object, pollable = pollable(sock),
-                        wait_socket = wait_socket or scheduler.wait_socket }, Transport)
+  return make(sock, wait_socket)
 end
 
 --- The fastest transport for a LuaSocket socket: this one, unless LuaSocket
@@ -82,7 +89,7 @@ function M.fastest(sock, wait_socket)
   if holds_unread(sock) then
     return require("lunatls.transport.socket").new(sock, wait_socket)
   end
-  return M.new(sock, wait_socket)
+  return make(sock, wait_socket)
 end
 
 --- Like `new`, but the stream's connection takes the socket's descriptor:
@@ -98,7 +105,7 @@ end
 function M.adopt(sock, wait_socket)
   check_socket(sock, "adopt")
   check_unread(sock, "adopt")
-  local transport = M.new(sock, wait_socket)
+  local transport = make(sock, wait_socket)
   local fd = math.tointeger(sock:getfd())
   if not fd or fd < 0 then error("bad argument #1 to 'adopt' (a connected socket expected)", 2) end
   transport.fd, transport.pollable, transport.close_fd = fd, pollable(fd), true
