@@ -5,6 +5,7 @@
 
 local tls = require "lunatls"
 local scheduler = require "lunatls.scheduler"
+local socket = require "socket"
 local memory = require "lunatls.transport.memory"
 
 local F = "spec/fixtures/"
@@ -505,25 +506,34 @@ describe("stream ownership", function()
 end)
 
 describe("stream reads", function()
-  it("give what OpenSSL holds decrypted before a failure of the transport", function()
-    -- Driver:read moves bytes into an empty ring before reading; when that
-    -- move fails, the plaintext already here still comes first
-    local client, server, _, server_end = pair()
-    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
-    local got = {}
-    run(function()
-      assert(client:send(("y"):rep(100)))
-      got[1] = server:receive(10) -- one record read: 90 bytes stay inside OpenSSL
-      server_end:close()          -- this end's transport fails from now on
-      got[2] = server:receive(90)
-      got[3] = { server:receive(1) }
+  -- The stream moves the bytes of a pipe made with `chunk` (Driver:read
+  -- moves them into an empty ring before reading: when that move fails, the
+  -- plaintext already here still comes first); OpenSSL reads an attached
+  -- pipe itself, and meets its end.
+  for _, case in ipairs {
+    { "moved by the stream", { chunk = 1024 }, "the pipe is closed" },
+    { "attached", nil, "unexpected eof" },
+  } do
+    local name, pipe_opts, message = case[1], case[2], case[3]
+    it("give what OpenSSL holds decrypted before a failure of the transport (" .. name .. ")", function()
+      local client, server, _, server_end = pair(pipe_opts)
+      assert.equal(pipe_opts == nil, server.driver.net == nil)
+      run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+      local got = {}
+      run(function()
+        assert(client:send(("y"):rep(100)))
+        got[1] = server:receive(10) -- one record read: 90 bytes stay inside OpenSSL
+        server_end:close()          -- this end's transport fails from now on
+        got[2] = server:receive(90)
+        got[3] = { server:receive(1) }
+      end)
+      assert.equal(("y"):rep(10), got[1])
+      assert.equal(("y"):rep(90), got[2])
+      assert.is_nil(got[3][1])
+      assert.matches(message, got[3][2])
+      assert.equal("eof", got[3][3])
     end)
-    assert.equal(("y"):rep(10), got[1])
-    assert.equal(("y"):rep(90), got[2])
-    assert.is_nil(got[3][1])
-    assert.matches("the pipe is closed", got[3][2])
-    assert.equal("eof", got[3][3])
-  end)
+  end
 end)
 
 describe("lunatls.transport.memory", function()
@@ -559,6 +569,88 @@ describe("lunatls.transport.memory", function()
     assert.equal("ld", y2:read())
     b:close()
     assert.same({ nil, "send: the pipe is closed", "eof" }, { a:send_from(x2) })
+  end)
+
+  it("gives a stream's connection its end (attach) unless made with chunk or under 16 KiB", function()
+    for _, case in ipairs {
+      { nil, true }, { { capacity = 16 * 1024 }, true },
+      { { capacity = 16 * 1024 - 1 }, false }, { { chunk = 4096 }, false },
+    } do
+      local pipe_opts, attached = case[1], case[2]
+      local client, server = pair(pipe_opts)
+      -- attached: no network end, OpenSSL reads and writes the pipe itself
+      assert.equal(attached, client.driver.net == nil)
+      assert.equal(attached, server.driver.net == nil)
+      local got
+      run(function() assert(client:send("hello\n")) end, function() got = server:receive() end)
+      assert.equal("hello", got)
+    end
+  end)
+
+  it("attached: every call of a connection wakes the task waiting on the other end", function()
+    -- 16 KiB each way, 256 KiB sent: the writer keeps waiting for the room
+    -- its peer's reads make, the reader for the bytes the writer's calls
+    -- bring; the handshake and the answer wait on each other too. A call
+    -- that did not wake the other end leaves it waiting: a timeout.
+    local client, server = pair { capacity = 16 * 1024 }
+    local data = ("w"):rep(256 * 1024)
+    local got, answer = {}, nil
+    run(function()
+      for i = 1, #data, 1024 do assert(client:send(data, i, i + 1023)) end -- send's short path
+      assert(client:send(data))                                           -- its general path
+      answer = client:receive(5)
+    end, function()
+      for i = 1, 2 * #data / 1024 do got[i] = server:receive(1024) end
+      assert(server:send("done!"))
+    end)
+    assert.is_true(table.concat(got) == data .. data)
+    assert.equal("done!", answer)
+  end)
+
+  -- A task whose last call of its connection moved bytes, then waits on
+  -- something else: only that call can wake the other end.
+  it("attached: a send, then a wait elsewhere, wakes the reader on the other end", function()
+    local client, server = pair { capacity = 16 * 1024 }
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local got_it, waited = {}, nil
+    run(function()
+      scheduler.pause() -- the server waits to read first
+      assert(client:send("ping\n")) -- send's short path: one call, the record in the pipe
+      waited = { scheduler.wait_event(got_it, socket.gettime() + 2) }
+    end, function()
+      assert.equal("ping", server:receive())
+      scheduler.notify(got_it)
+    end)
+    assert.same({ true }, waited)
+  end)
+
+  it("attached: a receive, then a wait elsewhere, wakes the writer on the other end", function()
+    local client, server = pair { capacity = 16 * 1024 }
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local sent_all, waited = {}, nil
+    local message = ("m"):rep(1024)
+    run(function()
+      -- 15 and a half fill the pipe: the server waits for room; the rest
+      -- fit once the client has read
+      for _ = 1, 20 do assert(server:send(message)) end
+      scheduler.notify(sent_all)
+    end, function()
+      scheduler.pause() -- the server fills the pipe first
+      -- receive's short path: one read takes the records the pipe holds
+      assert.equal(message, client:receive(1024))
+      waited = { scheduler.wait_event(sent_all, socket.gettime() + 2) }
+      for _ = 2, 20 do assert.equal(message, client:receive(1024)) end
+    end)
+    assert.same({ true }, waited)
+  end)
+
+  it("attached: once the other end is closed, a send fails with code eof", function()
+    local client, server, _, server_end = pair()
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    server_end:close()
+    local result
+    run(function() result = { client:send("too late") } end)
+    assert.same({ nil, "write: the transport is closed: its BIO pair was shut down", "eof", 0 }, result)
   end)
 
   it("wakes a task waiting to read when bytes come ring to ring", function()

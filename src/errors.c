@@ -139,10 +139,24 @@ static int verify_failure(lua_State *L, lunatls_Conn *c, unsigned long e, const 
     return lunatls_fail(L, lua_tostring(L, -1), "verify");
 }
 
+static int is_bio_reason(unsigned long e, int reason) {
+    return e != 0 && ERR_GET_LIB(e) == ERR_LIB_BIO && ERR_GET_REASON(e) == reason;
+}
+
 /* A BIO pair end whose other half was freed (the application closed the
  * network end) fails with BIO_R_UNINITIALIZED: the transport is gone. */
 static int is_closed_bio_pair(unsigned long e) {
-    return e != 0 && ERR_GET_LIB(e) == ERR_LIB_BIO && ERR_GET_REASON(e) == BIO_R_UNINITIALIZED;
+    return is_bio_reason(e, BIO_R_UNINITIALIZED);
+}
+
+/* The error that explains a failure: the last one queued, unless that is a
+ * BIO pair refusing the alert OpenSSL sends about the failure
+ * (BIO_R_BROKEN_PIPE: the pair's writing side is shut, as a memory pipe
+ * closed by its other end leaves it): then the first, the cause (an
+ * unexpected eof, say). */
+static unsigned long failure_cause(void) {
+    unsigned long last = ERR_peek_last_error();
+    return is_bio_reason(last, BIO_R_BROKEN_PIPE) ? ERR_peek_error() : last;
 }
 
 /* "<op>: <reason>" for e. OpenSSL has no text for an alert number it does
@@ -167,9 +181,13 @@ static void push_reason(lua_State *L, const char *op, unsigned long e) {
 }
 
 static int ssl_error(lua_State *L, lunatls_Conn *c, const char *op) {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = failure_cause();
     if (is_closed_bio_pair(e)) {
         lua_pushfstring(L, "%s: unexpected eof: the network end of the BIO pair was closed", op);
+        return lunatls_fail(L, lua_tostring(L, -1), "eof");
+    }
+    if (is_bio_reason(e, BIO_R_BROKEN_PIPE)) {
+        lua_pushfstring(L, "%s: the transport is closed: its BIO pair was shut down", op);
         return lunatls_fail(L, lua_tostring(L, -1), "eof");
     }
     if (is_reason(e, SSL_R_UNEXPECTED_EOF_WHILE_READING)) {

@@ -65,8 +65,10 @@ Driver.__index = Driver
 -- @param transport see docs/transports.md
 -- @tparam[opt] number idle_timeout the longest one wait may last (seconds)
 function M.new(conn, transport, idle_timeout)
-  local fd_mode = transport.fd ~= nil
-  local net = not fd_mode and conn:bio() or nil
+  -- No network end: OpenSSL does the I/O itself, on the descriptor (fd
+  -- mode) or on the transport's BIO (an attached memory pipe); the driver
+  -- only waits.
+  local net = conn:bio()
   return setmetatable({
     conn = conn,
     transport = transport,
@@ -75,7 +77,11 @@ function M.new(conn, transport, idle_timeout)
     -- the transport moves bytes to and from the network end itself
     -- (send_from, receive_into: the socket transport, in C): `out` and
     -- `carry` then stay empty outside the handshake's flush_reading
-    direct = not fd_mode and transport.send_from ~= nil and transport.receive_into ~= nil,
+    direct = net ~= nil and transport.send_from ~= nil and transport.receive_into ~= nil,
+    -- OpenSSL does the I/O on a transport in this process (memory.lua's
+    -- attach): after each call of the connection, `transport:kick()` wakes
+    -- the peer if anyone waits (`transport.waiting`)
+    attached = not net and transport.kick ~= nil,
     out = "",            -- TLS bytes taken from the network end, not yet sent
     carry = "",          -- TLS bytes received, not yet taken by the network end
     flushing = 0,        -- coroutines waiting to flush
@@ -326,6 +332,7 @@ function Driver:drive(deadline, method, status_first, arg, i, j)
   local conn = self.conn
   while true do
     local ok, a, b, c = pcall(conn[method], conn, arg, i, j)
+    if self.attached and self.transport.waiting then self.transport:kick() end
     if not ok then return nil, M.failure(tostring(a), "callback") end
     local pushed, failure = self:push(deadline)
     local want
@@ -363,6 +370,7 @@ function Driver:read(deadline, max)
   end
   while true do
     local ok, data, status, code = pcall(conn.read, conn, max)
+    if self.attached and self.transport.waiting then self.transport:kick() end
     if not ok then return nil, M.failure(tostring(data), "callback") end
     -- data: OpenSSL wrote nothing (a KeyUpdate's answer waits for the next
     -- write), and no call is spent on looking

@@ -160,6 +160,12 @@ function M.wrap(transport, ctx, opts)
     -- rather than two per record (the stream reads until "want_read" before
     -- it waits, so records read ahead never wait unseen)
     conn_opts.fd, conn_opts.close_fd, conn_opts.read_ahead = transport.fd, transport.close_fd, true
+  elseif transport.attach then
+    -- OpenSSL on the transport's own BIO (a memory pipe; nil: the stream
+    -- moves the bytes); the driver kicks the transport after each call
+    conn_opts.bio = transport:attach()
+    -- read ahead as over a descriptor: a BIO read per burst of records
+    conn_opts.read_ahead = conn_opts.bio ~= nil
   end
   if opts.select_context ~= nil and type(opts.select_context) ~= "function" then
     error("wrap: bad option 'select_context' (a function expected)", 2)
@@ -364,13 +370,18 @@ local function push_now(self, drv, j)
 end
 
 --- send's common case after a write that did not take all of `data[i..j]`
--- (`ok, n`: what `pcall(conn.write, ...)` returned). Returns send's results,
--- or false when the general path must go on: then `self.retry` holds what
--- OpenSSL may hold of the bytes.
-local function write_short(self, data, i, j, ok, n)
+-- (`ok, n, status, code`: what `pcall(conn.write, ...)` returned). Returns
+-- send's results, or false when the general path must go on: then
+-- `self.retry` holds what OpenSSL may hold of the bytes.
+local function write_short(self, data, i, j, ok, n, status, code)
   if not ok then -- a Lua callback raised inside the core (as Driver:drive)
-    local _, message, code = die(self, driver.failure(tostring(n), "callback"))
-    return nil, message, code, i - 1
+    local _, message, failed_code = die(self, driver.failure(tostring(n), "callback"))
+    return nil, message, failed_code, i - 1
+  end
+  if n == nil and status ~= "want_read" and status ~= "want_write" then
+    -- failed outright: OpenSSL holds none of these bytes, the stream owes none
+    local _, message, failed_code = fail(self, write_failure(status, code))
+    return nil, message, failed_code, i - 1
   end
   if math.type(n) == "integer" then i = i + n end
   self.retry, self.retry_from, self.retry_to = data, i, j
@@ -405,19 +416,20 @@ function Stream:send(data, i, j)
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
      and (not drv.net -- over a descriptor nothing waits to reach the transport
           or not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error) then
-    local ok, n
+    local ok, n, status, code
     if i == 1 and j == #data then -- the whole string: conn:write reads no range
-      ok, n = pcall(conn_write, self.conn, data)
+      ok, n, status, code = pcall(conn_write, self.conn, data)
     else
-      ok, n = pcall(conn_write, self.conn, data, i, j)
+      ok, n, status, code = pcall(conn_write, self.conn, data, i, j)
     end
+    if drv.attached and self.transport.waiting then self.transport:kick() end
     local a, b, c, d
     if ok and n == j - i + 1 then
       drv.moved = drv.moved + n
-      if not drv.net then return j end -- descriptor mode: OpenSSL has sent it
+      if not drv.net then return j end -- OpenSSL wrote it to the transport itself
       a, b, c, d = push_now(self, drv, j)
     else
-      a, b, c, d = write_short(self, data, i, j, ok, n)
+      a, b, c, d = write_short(self, data, i, j, ok, n, status, code)
     end
     if a ~= false then return a, b, c, d end
     i = j + 1 -- the stream owes these bytes (self.retry): the general path completes them
@@ -494,6 +506,7 @@ local function read_now(self, max)
   end
   if drv.net then return drv:read_now(max) or false end -- the transport's bytes first
   local ok, data = pcall(conn_read, self.conn, max)
+  if drv.attached and self.transport.waiting then self.transport:kick() end
   if not (ok and data) then return false end
   drv.moved = drv.moved + #data
   return data
@@ -772,8 +785,9 @@ end
 local function read_held(self)
   if self.reader or not self.handshaken or self.dead or self.peer_closed then return true end
   local ok, data, status = pcall(conn_read, self.conn, CHUNK)
+  local drv = self.driver
+  if drv.attached and self.transport.waiting then self.transport:kick() end
   if ok and data then
-    local drv = self.driver
     if not drv.net then drv.moved = drv.moved + #data end -- as Driver:read counts
     self.inbuf = data
     return true
