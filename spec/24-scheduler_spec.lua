@@ -113,6 +113,34 @@ describe("scheduler", function()
     assert.same({ true }, results.first)
   end)
 
+  it("wakes every task waiting on an event; one that timed out is not woken by it later", function()
+    -- one waiter on an event, and several: each way, a wait that timed out
+    -- leaves the event's waiters (the task waits on something else then)
+    local sched = scheduler.new()
+    local shared, alone, results = {}, {}, {}
+    local function waiter(name, key, deadline)
+      sched:spawn(function()
+        results[name] = { scheduler.wait_event(key, deadline and gettime() + deadline) }
+        if deadline then results[name .. " later"] = { scheduler.wait_event({}, gettime() + 0.2) } end
+      end)
+    end
+    waiter("a", shared)
+    waiter("b", shared)
+    waiter("c", shared, 0.01)
+    waiter("alone", alone, 0.01)
+    sched:spawn(function()
+      sched:sleep(0.05)
+      scheduler.notify(shared)
+      scheduler.notify(alone)
+    end)
+    assert(sched:run(5))
+    assert.same({
+      a = { true }, b = { true },
+      c = { nil, "timeout" }, ["c later"] = { nil, "timeout" },
+      alone = { nil, "timeout" }, ["alone later"] = { nil, "timeout" },
+    }, results)
+  end)
+
   it("pause lets the others run; a task alone goes on at once, unless run has a time limit "
      .. "(which a task that only pauses must not outlive)", function()
     local sched = scheduler.new()

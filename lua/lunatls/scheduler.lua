@@ -45,14 +45,29 @@ local owner_of = setmetatable({}, { __mode = "k" })
 -- taken as "let the others run, then resume me".
 local WAIT = setmetatable({}, { __name = "lunatls.scheduler.WAIT" })
 
--- Event keys: which tasks (in whichever scheduler) wait on each.
+-- Event keys: the task (in whichever scheduler) waiting on each, or a set of
+-- them when several do (one waiter, the common case, costs no table).
 local event_waiters = setmetatable({}, { __mode = "k" })
+
+-- The values a ready task is resumed with, packed (`n`: how many); the two
+-- common packs are shared, so that a wake or a pause makes no table.
+local RESUME_NOTHING = { n = 0 }
+local RESUME_TRUE = { true, n = 1 }
+
+local function pack_resume(...)
+  local n = select("#", ...)
+  if n == 0 then return RESUME_NOTHING end
+  if n == 1 and ... == true then return RESUME_TRUE end
+  return { n = n, ... }
+end
 
 local Scheduler = {}
 Scheduler.__index = Scheduler
 
+local WEAK_KEYS = { __mode = "k" }
+
 -- What a task's streams are (weak both ways): aborted when the task raises.
-local owned = setmetatable({}, { __mode = "k" })
+local owned = setmetatable({}, WEAK_KEYS)
 
 local function report_to_stderr(err)
   io.stderr:write("lunatls.scheduler: a task failed: ", tostring(err), "\n")
@@ -71,8 +86,11 @@ function M.new(opts)
   local backend = backends[name]
   if not backend then error("scheduler.new: unknown backend '" .. tostring(name) .. "'", 2) end
   local self = setmetatable({
-    ready = {},   -- list of {co, ...values to resume with}
-    waits = {},   -- co -> {socket =, what =, deadline =, event =}
+    ready = {},   -- co, values (pack_resume), co, values, ...: who runs next turn
+    spare = {},   -- the list run_ready emptied last: the next turn's
+    waits = {},   -- co -> {socket =, what =, deadline =, event =, co =, live =}: `co`
+                  -- and `live` (the deadline heap's, add_deadline) made with the
+                  -- table, so that setting them later adds no key
     tasks = 0,    -- live tasks
     on_error = opts.on_error or report_to_stderr,
     first_error = nil, -- the first task error, for run's result
@@ -133,7 +151,7 @@ function M.own(resource)
   if not owner_of[co] then return end
   local list = owned[co]
   if not list then
-    list = setmetatable({}, { __mode = "k" })
+    list = setmetatable({}, WEAK_KEYS)
     owned[co] = list
   end
   list[resource] = true
@@ -151,7 +169,9 @@ function Scheduler:spawn(fn, ...)
   local co = coroutine.create(fn)
   owner_of[co] = self
   self.tasks = self.tasks + 1
-  self.ready[#self.ready + 1] = { co, n = select("#", ...), ... }
+  local ready = self.ready
+  local k = #ready
+  ready[k + 1], ready[k + 2] = co, pack_resume(...)
   return co
 end
 
@@ -161,11 +181,18 @@ local function wake(self, co, ...)
   if not wait then return end
   self.waits[co] = nil
   self.backend:forget(co, wait)
-  if wait.event then
-    local list = event_waiters[wait.event]
-    if list then list[co] = nil end
+  local event = wait.event
+  if event then
+    local waiting = event_waiters[event]
+    if waiting == co then
+      event_waiters[event] = nil
+    elseif type(waiting) == "table" then
+      waiting[co] = nil
+    end
   end
-  self.ready[#self.ready + 1] = { co, n = select("#", ...), ... }
+  local ready = self.ready
+  local k = #ready
+  ready[k + 1], ready[k + 2] = co, pack_resume(...)
 end
 
 -- A task raised: report, abort what it used, go on.
@@ -181,10 +208,15 @@ local function task_failed(self, co, err)
   if not ok then report_to_stderr(report_err) end
 end
 
--- Resumes one task; a task that raises is reported (task_failed).
-local function resume(self, entry)
-  local co = entry[1]
-  local ok, yielded = coroutine_resume(co, table.unpack(entry, 2, entry.n + 1))
+-- Resumes one task with `values` (pack_resume); a task that raises is
+-- reported (task_failed).
+local function resume(self, co, values)
+  local ok, yielded
+  if values == RESUME_TRUE then
+    ok, yielded = coroutine_resume(co, true)
+  else
+    ok, yielded = coroutine_resume(co, table.unpack(values, 1, values.n))
+  end
   if not ok then
     self.tasks = self.tasks - 1
     return task_failed(self, co, yielded)
@@ -193,17 +225,22 @@ local function resume(self, entry)
     self.tasks = self.tasks - 1
   elseif yielded ~= WAIT then
     -- a plain coroutine.yield(): run again after the others
-    self.ready[#self.ready + 1] = { co, n = 0 }
+    local ready = self.ready
+    local k = #ready
+    ready[k + 1], ready[k + 2] = co, RESUME_NOTHING
   end
 end
 
 -- Runs every task that is ready now (those woken meanwhile run next turn).
 local function run_ready(self)
   local ready = self.ready
-  self.ready = {}
-  for i = 1, #ready do
-    resume(self, ready[i])
+  self.ready = self.spare
+  local n = #ready
+  for i = 1, n, 2 do
+    resume(self, ready[i], ready[i + 1])
   end
+  for i = n, 1, -1 do ready[i] = nil end -- emptied for reuse: no table per turn
+  self.spare = ready
 end
 
 -- ---- backend: select ----
@@ -402,9 +439,11 @@ local function heap_pop(heap)
   return top
 end
 
+-- The wait itself is the heap's entry (no table of its own per wait):
+-- `co`, and `live` until the wait ends.
 local function add_deadline(self, co, wait)
-  local item = { deadline = wait.deadline, co = co, live = true }
-  wait.deadline_item = item
+  local item = wait
+  item.co, item.live = co, true
   self.timers = self.timers + 1
   local heap = self.heap
   if #heap > 2 * self.timers + 1024 then -- mostly dead: rebuild
@@ -446,10 +485,8 @@ function LuvBackend:watch(co, wait)
 end
 
 function LuvBackend:forget(co, wait)
-  local item = wait.deadline_item
-  if item then
-    wait.deadline_item = nil
-    item.live = false
+  if wait.live then
+    wait.live = false
     self.timers = self.timers - 1
   end
   local entry = wait.socket and self.polls[wait.socket]
@@ -589,25 +626,27 @@ end
 -- @tparam[opt] number deadline absolute time
 -- @return true, or nil, "timeout"
 function Scheduler:wait_socket(sock, what, deadline)
-  return suspend(self, { socket = sock, what = what, deadline = deadline })
+  return suspend(self, { socket = sock, what = what, deadline = deadline, co = false, live = false })
 end
 
 --- Waits until `notify(key)` is called or the deadline passes.
 -- @return true, or nil, "timeout"
 function Scheduler:wait_event(key, deadline)
   local co = coroutine_running()
-  local list = event_waiters[key]
-  if not list then
-    list = {}
-    event_waiters[key] = list
+  local waiting = event_waiters[key]
+  if waiting == nil then
+    event_waiters[key] = co
+  elseif type(waiting) == "thread" then
+    if waiting ~= co then event_waiters[key] = { [waiting] = true, [co] = true } end
+  else
+    waiting[co] = true
   end
-  list[co] = self
-  return suspend(self, { event = key, deadline = deadline })
+  return suspend(self, { event = key, deadline = deadline, co = false, live = false })
 end
 
 --- Sleeps `seconds`, letting the other tasks run.
 function Scheduler:sleep(seconds)
-  return suspend(self, { deadline = gettime() + seconds })
+  return suspend(self, { deadline = gettime() + seconds, co = false, live = false })
 end
 
 -- ---- module functions, for transports ----
@@ -650,11 +689,17 @@ end
 
 --- Wakes every task waiting on `key` (in any scheduler).
 function M.notify(key)
-  local list = event_waiters[key]
-  if not list then return end
+  local waiting = event_waiters[key]
+  if waiting == nil then return end
   event_waiters[key] = nil
-  for co, sched in pairs(list) do
-    wake(sched, co, true)
+  if type(waiting) == "thread" then
+    local sched = owner_of[waiting]
+    if sched then wake(sched, waiting, true) end
+    return
+  end
+  for co in pairs(waiting) do
+    local sched = owner_of[co]
+    if sched then wake(sched, co, true) end
   end
 end
 

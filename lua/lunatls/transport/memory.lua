@@ -57,6 +57,12 @@ local function notify(queue)
   end
 end
 
+local NO_OPTIONS = {}
+
+-- How the ends of a pipe wait, unless pipe's options say otherwise.
+local SCHEDULER_EVENTS = { wait_event = scheduler.wait_event, notify = scheduler.notify,
+                           pause = scheduler.pause }
+
 local End = {}
 End.__index = End
 End.__name = "lunatls.transport.memory"
@@ -69,7 +75,7 @@ End.__name = "lunatls.transport.memory"
 -- `notify(key)`, `pause()` (default: the scheduler's)
 -- @return two transports
 function M.pipe(options)
-  options = options or {}
+  options = options or NO_OPTIONS
   local capacity = options.capacity or DEFAULT_CAPACITY
   if math.type(capacity) ~= "integer" or capacity < 1 or capacity > MAX_CAPACITY then
     error("pipe: capacity must be an integer from 1 to 64 MiB", 2)
@@ -78,11 +84,14 @@ function M.pipe(options)
   if chunk ~= nil and (math.type(chunk) ~= "integer" or chunk < 1) then
     error("pipe: chunk must be a positive integer", 2)
   end
-  local events = {
-    wait_event = options.wait_event or scheduler.wait_event,
-    notify = options.notify or scheduler.notify,
-    pause = options.pause or scheduler.pause,
-  }
+  local events = SCHEDULER_EVENTS
+  if options.wait_event or options.notify or options.pause then
+    events = {
+      wait_event = options.wait_event or scheduler.wait_event,
+      notify = options.notify or scheduler.notify,
+      pause = options.pause or scheduler.pause,
+    }
+  end
   -- "any" waiters of both ends wait on one key, notified with every change
   local both = { waited = false }
   local ab, ba = new_queue(both, events), new_queue(both, events)
