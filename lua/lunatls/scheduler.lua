@@ -343,12 +343,20 @@ function LuvBackend.new(sched)
     heap = {},         -- deadlines (see add_deadline)
     tick = nil,        -- the timer bounding one uv.run (while running)
     fresh = {},        -- entries started or changed since the last uv.run
+    fresh_spare = {},  -- the list check_fresh emptied last
     looked = 0,        -- when uv.run last looked without waiting
     scanned = gettime(),
   }, LuvBackend)
 end
 
 local WANTS = { read = "r", write = "w", any = "rw" }
+
+-- Does libuv's `ready` ("r", "w", "rw", ...) answer a wait for `what`?
+local function ready_for(ready, what)
+  return (ready or ""):find(WANTS[what] == "rw" and "[rw]" or WANTS[what]) ~= nil
+end
+
+local function do_nothing() end
 
 local drop
 
@@ -373,13 +381,17 @@ local function update(self, entry)
   -- closed by then: poll() looks at these entries first
   self.fresh[#self.fresh + 1] = entry
   entry.handle:start(events, function(err, ready)
-    local woken = {}
-    for co, what in pairs(entry.waiting) do
-      if err or (ready or ""):find(WANTS[what] == "rw" and "[rw]" or WANTS[what]) then
-        woken[#woken + 1] = co
-      end
+    -- one waiter, the common case: no list (waking it changes entry.waiting)
+    local co, what = next(entry.waiting)
+    if co and next(entry.waiting, co) == nil then
+      if err or ready_for(ready, what) then wake(self.sched, co, true) end
+      return
     end
-    for _, co in ipairs(woken) do wake(self.sched, co, true) end
+    local woken = {}
+    for waiter, wanted in pairs(entry.waiting) do
+      if err or ready_for(ready, wanted) then woken[#woken + 1] = waiter end
+    end
+    for _, waiter in ipairs(woken) do wake(self.sched, waiter, true) end
   end)
 end
 
@@ -512,11 +524,16 @@ end
 -- Runs right before every uv.run.
 local function check_fresh(self)
   local fresh = self.fresh
-  if #fresh == 0 then return end
-  self.fresh = {}
-  for _, entry in ipairs(fresh) do
+  local n = #fresh
+  if n == 0 then return end
+  -- entries that drop starts go into the other list; this one is emptied
+  -- for reuse (no table per look)
+  self.fresh, self.fresh_spare = self.fresh_spare, fresh
+  for i = 1, n do
+    local entry = fresh[i]
     if self.polls[entry.socket] == entry and entry.socket:getfd() ~= entry.fd then drop(self, entry) end
   end
+  for i = n, 1, -1 do fresh[i] = nil end
 end
 
 function LuvBackend:poll(limit)
@@ -552,10 +569,10 @@ function LuvBackend:poll(limit)
   -- Lua work: valgrind, gcstress) fired there and left the poll waiting for
   -- I/O that might never come; a repeating one is armed again first.
   uv.update_time()
-  if not self.tick:start(ms, ms, function() end) then
+  if not self.tick:start(ms, ms, do_nothing) then
     -- an unusable timer would let uv.run wait forever: take a new one
     self.tick = uv.new_timer()
-    self.tick:start(ms, ms, function() end)
+    self.tick:start(ms, ms, do_nothing)
   end
   self.looked = now
   uv.run("once")

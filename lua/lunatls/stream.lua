@@ -422,13 +422,16 @@ function Stream:send(data, i, j)
     else
       ok, n, status, code = pcall(conn_write, self.conn, data, i, j)
     end
-    if drv.attached and self.transport.waiting then self.transport:kick() end
     local a, b, c, d
     if ok and n == j - i + 1 then
       drv.moved = drv.moved + n
-      if not drv.net then return j end -- OpenSSL wrote it to the transport itself
+      if not drv.net then -- OpenSSL wrote it to the transport itself
+        if drv.attached and self.transport.waiting then self.transport:kick() end
+        return j
+      end
       a, b, c, d = push_now(self, drv, j)
     else
+      if drv.attached and self.transport.waiting then self.transport:kick() end
       a, b, c, d = write_short(self, data, i, j, ok, n, status, code)
     end
     if a ~= false then return a, b, c, d end
