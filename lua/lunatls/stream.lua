@@ -430,8 +430,7 @@ function Stream:send(data, i, j)
         return j
       end
       a, b, c, d = push_now(self, drv, j)
-    else
-      if drv.attached and self.transport.waiting then self.transport:kick() end
+    else -- (an attached pipe is kicked by the general path's next call, before any wait)
       a, b, c, d = write_short(self, data, i, j, ok, n, status, code)
     end
     if a ~= false then return a, b, c, d end
