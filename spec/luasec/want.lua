@@ -6,6 +6,11 @@ local c = require "luasec.common"
 local P = {}
 
 local SIZE = 4 * 1024 * 1024
+-- The client's send and the server's receive buffer, fixed (which turns the
+-- kernel's autotuning off): loopback's send buffer grows up to 4 MiB
+-- (tcp_wmem) when left alone, and then took all SIZE bytes at once now and
+-- then, so that the first send did not stop short.
+local SOCKET_BUFFER = 64 * 1024
 
 -- What the client sends: numbered lines, so that a byte sent twice, or
 -- skipped, when a send resumes at an index shows (SIZE bytes).
@@ -17,7 +22,9 @@ end
 
 function P.server(port)
   local server = c.listen(port)
-  local conn = assert(ssl.wrap(assert(server:accept()), c.server_params()))
+  local sock = assert(server:accept())
+  assert(sock:setoption("recv-buffer-size", SOCKET_BUFFER))
+  local conn = assert(ssl.wrap(sock, c.server_params()))
   c.out("handshake", conn:dohandshake())
   c.out("ready", conn:send("ready\n"))
   c.out("go", conn:receive("*l"))
@@ -29,7 +36,9 @@ function P.server(port)
 end
 
 function P.client(port)
-  local conn = assert(ssl.wrap(c.connect(port), c.client_params()))
+  local sock = c.connect(port)
+  assert(sock:setoption("send-buffer-size", SOCKET_BUFFER))
+  local conn = assert(ssl.wrap(sock, c.client_params()))
   conn:sni("localhost")
   c.out("handshake", conn:dohandshake())
   conn:settimeout(5)
