@@ -13,12 +13,13 @@
 -- A stream wrapping an end hands that BIO to its connection (`attach`):
 -- OpenSSL then writes its records into the ring the peer's connection reads
 -- from, as over a socket, with no copy and no Lua call per record (about
--- 2 K to 12 K instructions less per operation: bench/README.md). The stream
--- calls `kick` after each call of the connection, which wakes a peer
--- waiting on the pipe (the peer is in the same process: nothing else would).
--- An end made with `chunk` (bytes delivered a few at a time) is not
--- attached: its stream moves the bytes through `send_from`/`receive_into`,
--- ring to ring in C (`bio:move_to`), `chunk` at a time.
+-- 2 K to 12 K instructions less per operation: bench/README.md). After each
+-- call of the connection, while a task waits on the pipe (`waiting`), the
+-- stream calls `kick`, which wakes it (it is in the same process: nothing
+-- else would). An end made with `chunk` (bytes delivered a few at a time),
+-- or of a pipe under 16 KiB each way, is not attached: its stream moves the
+-- bytes through `send_from`/`receive_into`, ring to ring in C
+-- (`bio:move_to`), `chunk` at a time.
 --
 -- A waiting end waits on an event (see `lunatls.scheduler.wait_event`): in a
 -- scheduler's task it yields to the scheduler until the other end acts.
