@@ -12,8 +12,8 @@
 -- on the first write and freed when read empty), an end of it per pipe end.
 -- A stream wrapping an end hands that BIO to its connection (`attach`):
 -- OpenSSL then writes its records into the ring the peer's connection reads
--- from, as over a socket, with no copy and no Lua call per record (about
--- 2 K to 12 K instructions less per operation: bench/README.md). After each
+-- from, as over a socket, with no copy and no Lua call per record (6 K to
+-- 23 K instructions less per operation: bench/README.md). After each
 -- call of the connection, while a task waits on the pipe (`waiting`), the
 -- stream calls `kick`, which wakes it (it is in the same process: nothing
 -- else would). An end made with `chunk` (bytes delivered a few at a time),
