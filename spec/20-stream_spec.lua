@@ -644,6 +644,26 @@ describe("lunatls.transport.memory", function()
     assert.same({ true }, waited)
   end)
 
+  it("attached: a dirty() that reads what the pipe holds, then a wait elsewhere, wakes the writer", function()
+    -- dirty() reads a record to tell a whole one from part of one
+    -- (read_held): that read empties the pipe, and must wake the writer
+    local client, server = pair { capacity = 16 * 1024 }
+    run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
+    local sent_all, waited, dirty = {}, nil, nil
+    local message = ("m"):rep(1024)
+    run(function()
+      for _ = 1, 20 do assert(server:send(message)) end -- waits for room after 15 and a half
+      scheduler.notify(sent_all)
+    end, function()
+      scheduler.pause() -- the server fills the pipe first
+      dirty = client:dirty()
+      waited = { scheduler.wait_event(sent_all, socket.gettime() + 2) }
+      for _ = 1, 20 do assert.equal(message, client:receive(1024)) end
+    end)
+    assert.is_true(dirty)
+    assert.same({ true }, waited)
+  end)
+
   it("attached: once the other end is closed, a send fails with code eof", function()
     local client, server, _, server_end = pair()
     run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
