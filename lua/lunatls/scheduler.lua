@@ -87,6 +87,8 @@ function M.new(opts)
   if not backend then error("scheduler.new: unknown backend '" .. tostring(name) .. "'", 2) end
   local self = setmetatable({
     ready = {},   -- co, values (pack_resume), co, values, ...: who runs next turn
+                  -- (appended inline in spawn, wake and resume: a function for it
+                  -- cost ~1.7 K instructions per stream handshake pair, callgrind)
     spare = {},   -- the list run_ready emptied last: the next turn's
     waits = {},   -- co -> {socket =, what =, deadline =, event =, co =, live =}: `co`
                   -- and `live` (the deadline heap's, add_deadline) made with the
