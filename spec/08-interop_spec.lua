@@ -3,6 +3,7 @@
 -- LuaSocket. Every process runs under `timeout 30` and is killed in `finally`.
 
 local socket = require "socket"
+local tls = require "lunatls"
 local pair = require "helpers.pair"
 local link = require "helpers.link"
 local process = require "helpers.process"
@@ -428,6 +429,52 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     assert.has_error(function() ctx:new_conn { fd = sock:getfd(), close_fd = "yes" } end,
       "bad argument #1 to 'new_conn' (option 'close_fd': boolean expected, got string)")
     assert.is_true(link.descriptor_open(sock:getfd()))
+  end)
+
+  it("check_fd: a socket closed under the connection fails every I/O call with code eof, "
+     .. "and the descriptor the system gave to a new socket is never touched", function()
+    -- without check_fd, the hazard itself: OpenSSL writes into the new socket
+    for _, check in ipairs { false, true } do
+      local client, _, csock = handshaken_pair { check_fd = check }
+      local listener, port = link.listen()
+      finally(function() listener:close() end)
+      local fd = csock:getfd()
+      finally(link.take_numbers_below(fd))
+      csock:close()
+      local other = assert(link.connect(port))
+      finally(function() other:close() end)
+      assert.equal(fd, other:getfd()) -- the closed socket's number, given again
+      local peer = assert(link.accept(listener, 5))
+      finally(function() peer:close() end)
+      peer:settimeout(0.2)
+      if check then
+        local closed = { nil, "the socket was closed under the connection", "eof" }
+        assert.same(closed, { client:write("secret") })
+        -- kept: every I/O method repeats it without a call to the socket
+        assert.same(closed, { client:read() })
+        assert.same(closed, { client:do_handshake() })
+        assert.same(closed, { client:shutdown() })
+        assert.same(closed, { client:read_into(tls.new_buffer(16)) })
+        local data, err = peer:receive(1)
+        assert.same({ nil, "timeout" }, { data, err })
+      else
+        assert.equal(6, client:write("secret"))
+        assert.is_not_nil(peer:receive(1)) -- a record on a stranger's connection
+      end
+    end
+  end)
+
+  it("check_fd: misuse raises, naming the option", function()
+    local ctx = pair.client_context()
+    local sock = assert(socket.bind("127.0.0.1", 0))
+    finally(function() sock:close() end)
+    for _, options in ipairs { { check_fd = true }, { fd = sock:getfd(), check_fd = true } } do
+      options.server_name = "localhost"
+      assert.has_error(function() ctx:new_conn(options) end,
+        "bad argument #1 to 'new_conn' (option 'check_fd' needs option 'fd' to be a socket object)")
+    end
+    assert.has_error(function() ctx:new_conn { server_name = "localhost", fd = sock, check_fd = 1 } end,
+      "bad argument #1 to 'new_conn' (option 'check_fd': boolean expected, got number)")
   end)
 
   it("gives 'syscall' with the OS reason for a closed descriptor", function()

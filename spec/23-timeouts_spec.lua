@@ -11,6 +11,7 @@ local socket_transport = require "lunatls.transport.socket"
 local fd_transport = require "lunatls.transport.fd"
 local split_server = require "helpers.split_server"
 local process = require "helpers.process"
+local link = require "helpers.link"
 
 local F = "spec/fixtures/"
 local server_ctx = assert(tls.new_context {
@@ -34,20 +35,28 @@ end
 
 -- A transport of the kind under test over a LuaSocket socket.
 local MAKE = {
+  -- attached: OpenSSL on the socket's descriptor, checked before each call
   socket = function(sock) return socket_transport.new(sock) end,
+  -- not attached, as while LuaSocket holds bytes it read ahead: the stream
+  -- moves the bytes between the connection's BIO pair and the socket
+  ["socket (bytes moved)"] = function(sock)
+    local transport = socket_transport.new(sock)
+    transport.attach = false
+    return transport
+  end,
   fd = function(sock) return fd_transport.new(sock) end,
   -- the connection takes the descriptor; the socket object lets go of it
   ["fd (adopted)"] = function(sock) return fd_transport.adopt(sock) end,
 }
 -- ... and the same choice in tls.connect/tls.accept's option fd
-local FD_OPTION = { socket = false, fd = true, ["fd (adopted)"] = "adopt" }
+local FD_OPTION = { socket = false, ["socket (bytes moved)"] = false, fd = true, ["fd (adopted)"] = "adopt" }
 
 -- The accepted (raw) TCP socket, waiting through the scheduler.
 local function accept_raw(listener)
   return assert(socket_transport.accept(listener, gettime() + 10)).socket
 end
 
-for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
+for _, kind in ipairs { "socket", "socket (bytes moved)", "fd", "fd (adopted)" } do
   local make = MAKE[kind]
 
   describe(kind .. " transport:", function()
@@ -180,9 +189,10 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
         got = { client:receive(5) }
         got.again = { client:receive(5) }
       end)
-      -- the transport's words for it: the socket transport's (what LuaSocket's
-      -- descriptor said), or OpenSSL's system call error over a descriptor
-      local expected = kind == "socket" and { "receive: the peer closed the connection", "eof" }
+      -- the transport's words for it: the socket transport's when it moves the
+      -- bytes (what LuaSocket's descriptor said), or OpenSSL's system call
+      -- error over a descriptor (the socket transport attached too)
+      local expected = kind == "socket (bytes moved)" and { "receive: the peer closed the connection", "eof" }
                        or { "reset by peer", "syscall" }
       assert.is_nil(got[1])
       assert.matches(expected[1], got[2], 1, true)
@@ -454,8 +464,6 @@ for _, kind in ipairs { "socket", "fd", "fd (adopted)" } do
 end
 
 describe("fd transport, adopt", function()
-  local link = require "helpers.link"
-
   it("the socket object lets go of its descriptor once wrap made the connection, "
      .. "which closes it with the stream; a wrap that raises leaves it with the socket", function()
     local listener, port = listen()
@@ -554,5 +562,68 @@ describe("connect and accept", function()
       assert(sched:run())
     ]]):format(port), "timeout 30 lua5.4 %s 2>&1")
     assert.equal("syscall\n", output)
+  end)
+end)
+
+describe("socket transport, attached", function()
+  it("gives the connection the socket's descriptor, unless LuaSocket holds bytes it read ahead, "
+     .. "the socket is closed, or an object wraps it", function()
+    local listener, port = listen()
+    finally(function() listener:close() end)
+    local client = assert(socket.connect("127.0.0.1", port))
+    finally(function() client:close() end)
+    local server = assert(listener:accept())
+    finally(function() server:close() end)
+    assert(client:send("STARTTLS\n\22\3\1"))
+    server:settimeout(5)
+    assert.equal("STARTTLS", server:receive("*l"))
+    local transport = socket_transport.new(server)
+    assert.is_nil(transport:attach()) -- the ClientHello's first bytes must go through the pair
+    assert.equal("\22\3\1", server:receive(3))
+    assert.same({ "fd", server }, { transport:attach() })
+    local stream = tls.wrap(transport, server_ctx)
+    assert.is_nil(stream.conn:bio()) -- OpenSSL on the descriptor: no pair
+    local wrapper = socket_transport.new { settimeout = function() end, setoption = function() end }
+    assert.is_nil(wrapper:attach())
+    local closing = socket_transport.new(client)
+    client:close()
+    assert.is_nil(closing:attach())
+  end)
+
+  it("a socket closed under the stream fails its next calls with code eof; the number the "
+     .. "system gives the next socket is never written", function()
+    local listener, port = listen()
+    finally(function() listener:close() end)
+    local other_listener, other_port = listen()
+    finally(function() other_listener:close() end)
+    local sent, received, reused
+    run(function()
+      local server = tls.wrap(socket_transport.new(accept_raw(listener)), server_ctx, { timeout = 10 })
+      assert(server:handshake())
+      server:receive(1) -- the client's socket goes away
+      server:close()
+    end, function()
+      local tcp = assert(socket_transport.connect("127.0.0.1", port)).socket
+      local client = tls.wrap(socket_transport.new(tcp), client_ctx, { server_name = "localhost", timeout = 10 })
+      assert(client:handshake())
+      local fd = tcp:getfd()
+      finally(link.take_numbers_below(fd))
+      tcp:close() -- under the stream
+      local other = assert(socket.connect("127.0.0.1", other_port))
+      finally(function() other:close() end)
+      reused = other:getfd() == fd
+      sent = { client:send("secret") }
+      received = { client:receive(1) }
+      client:close()
+      local peer = assert(other_listener:accept())
+      finally(function() peer:close() end)
+      peer:settimeout(0.2)
+      local data, err = peer:receive(1)
+      assert.same({ nil, "timeout" }, { data, err }) -- nothing reached the stranger
+    end)
+    assert.is_true(reused)
+    local closed = { nil, "the socket was closed under the connection", "eof" }
+    assert.same(closed, { sent[1], sent[2], sent[3] })
+    assert.same(closed, { received[1], received[2], received[3] })
   end)
 end)

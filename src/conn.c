@@ -16,7 +16,8 @@
 #define DEFAULT_PAIR_SIZE (17 * 1024)
 
 static const char *const conn_options[] = {
-    "server_name", "bio", "fd", "close_fd", "read_ahead", "session", "alpn", "buffer_size", NULL,
+    "server_name", "bio", "fd", "close_fd", "check_fd", "read_ahead", "session", "alpn", "buffer_size",
+    NULL,
 };
 
 #define OPTS 2 /* new_conn's options table: argument 2, a snapshot (options.c) */
@@ -127,11 +128,39 @@ static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
     lua_error(L);
 }
 
-/* The method's self, idle; NULL when the Conn has failed before (the caller
+/* Option check_fd: does the socket object given as fd still hold the
+ * Conn's descriptor? A socket closed under the Conn says -1, and the system
+ * may have given the number to a socket opened since, which OpenSSL would
+ * then read and write. If not, the Conn fails, code "eof" (kept: every later
+ * call repeats it). Every I/O method asks, after the failed check. The Conn
+ * is at index 1. */
+static int socket_still_held(lua_State *L, lunatls_Conn *c) {
+    lua_Integer fd;
+    int isnum;
+    if (!c->check_fd) return 1;
+    lua_getiuservalue(L, 1, CONN_UV_TRANSPORT);
+    lua_getfield(L, -1, "getfd");
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    fd = lua_tointegerx(L, -1, &isnum); /* LuaSocket's getfd() gives a float */
+    lua_pop(L, 1);
+    if (isnum && fd == c->fd) return 1;
+    lua_pushliteral(L, "the socket was closed under the connection");
+    lua_pushliteral(L, "eof");
+    lua_pop(L, keep_failure(L, c, 2));
+    return 0;
+}
+
+/* May the Conn do I/O: not failed before, its socket still held? */
+static int may_do_io(lua_State *L, lunatls_Conn *c) {
+    return !c->failed && socket_still_held(L, c);
+}
+
+/* The method's self, idle; NULL when the Conn may not do I/O (the caller
  * then repeats the failure). */
 static lunatls_Conn *self_unless_failed(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn_idle(L);
-    return c->failed ? NULL : c;
+    return may_do_io(L, c) ? c : NULL;
 }
 
 /* ---- construction ---- */
@@ -184,6 +213,7 @@ static void attach_fd(lua_State *L, lunatls_Conn *c, int ud) {
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, ud, CONN_UV_TRANSPORT);
     c->fd_mode = 1;
+    c->fd = fd;
 }
 
 /* A BIO pair of the connection's own; conn:bio() gives its network end. */
@@ -229,6 +259,16 @@ static void take_fd(lua_State *L, lunatls_Conn *c, int ud) {
                                "(a socket object closes its own)");
     lua_pop(L, 1);
     BIO_set_close(SSL_get_rbio(c->ssl), BIO_CLOSE);
+}
+
+/* Option check_fd (socket_still_held): only with fd a socket object, which
+ * is asked for its descriptor before each I/O call (~0.4 K instructions). */
+static void set_check_fd(lua_State *L, lunatls_Conn *c, int ud) {
+    if (!lunatls_opt_boolean(L, OPTS, "check_fd", 0)) return;
+    if (!c->fd_mode || lua_getiuservalue(L, ud, CONN_UV_TRANSPORT) == LUA_TNUMBER)
+        luaL_argerror(L, OPTS, "option 'check_fd' needs option 'fd' to be a socket object");
+    lua_pop(L, 1);
+    c->check_fd = 1;
 }
 
 /* Option read_ahead: OpenSSL reads as many bytes as its buffer takes (16 KiB
@@ -337,6 +377,7 @@ int lunatls_conn_new(lua_State *L) {
     if (c->is_server) SSL_set_accept_state(c->ssl);
     else SSL_set_connect_state(c->ssl);
     attach_transport(L, c, 3);
+    set_check_fd(L, c, 3);
     set_read_ahead(L, c);
     set_peer_options(L, c, ctx);
     set_alpn_override(L, c);
@@ -467,7 +508,7 @@ static int conn_read(lua_State *L) {
     c = lunatls_checkconn_idle(L); /* first: conn.read(42) names the Conn */
     max = luaL_optinteger(L, 2, RECORD_MAX);
     luaL_argcheck(L, max > 0, 2, "max must be positive");
-    if (c->failed) return repeat_failure(L);
+    if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!read_records(c, buf, limit, &n, &stopped)) return nothing_read(L, c);
@@ -496,7 +537,7 @@ static int conn_read_into(lua_State *L) {
     luaL_argcheck(L, max > 0, 3, "max must be positive");
     limit = (size_t)max < b->capacity ? (size_t)max : b->capacity;
     b->len = 0;
-    if (c->failed) return repeat_failure(L);
+    if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
     end_call(L, c, "read", 1);
@@ -537,7 +578,7 @@ static int conn_write(lua_State *L) {
     int ret = 1;
     c = lunatls_checkconn_idle(L); /* self first, then the data */
     data = lunatls_check_range(L, 2, &len);
-    if (c->failed) return repeat_failure(L);
+    if (!may_do_io(L, c)) return repeat_failure(L);
     if (len == 0) { /* SSL_write of 0 bytes fails misleadingly: nothing to do */
         lua_pushinteger(L, 0);
         return 1;

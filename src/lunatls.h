@@ -56,6 +56,8 @@ typedef struct {
     lua_State *L;
     int is_server;
     int fd_mode;
+    int fd;               /* fd mode: the descriptor */
+    int check_fd;         /* option check_fd: the socket object must still hold fd */
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */

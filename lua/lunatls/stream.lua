@@ -161,11 +161,14 @@ function M.wrap(transport, ctx, opts)
     -- it waits, so records read ahead never wait unseen)
     conn_opts.fd, conn_opts.close_fd, conn_opts.read_ahead = transport.fd, transport.close_fd, true
   elseif transport.attach then
-    -- OpenSSL on the transport's own BIO (a memory pipe; nil: the stream
-    -- moves the bytes); the driver kicks the transport after each call
-    conn_opts.bio = transport:attach()
-    -- read ahead as over a descriptor: a BIO read per burst of records
-    conn_opts.read_ahead = conn_opts.bio ~= nil
+    -- OpenSSL on the transport's own BIO (a memory pipe, which the driver
+    -- kicks after each call) or socket (checked before each call: the
+    -- socket stays the transport's); nil: the stream moves the bytes
+    local option, value = transport:attach()
+    if option then
+      conn_opts[option], conn_opts.check_fd = value, option == "fd" or nil
+      conn_opts.read_ahead = true -- as over a descriptor: a read per burst of records
+    end
   end
   if opts.select_context ~= nil and type(opts.select_context) ~= "function" then
     error("wrap: bad option 'select_context' (a function expected)", 2)

@@ -61,6 +61,21 @@ function M.descriptor_open(fd)
   return os.execute(("test -L /proc/%d/fd/%d"):format(PID, math.tointeger(fd))) == true
 end
 
+--- Opens sockets until every free descriptor number below `fd` is taken,
+-- so that the next socket opened once `fd` is closed gets `fd`'s number
+-- (the lowest free one). Returns a function that closes them.
+function M.take_numbers_below(fd)
+  local held = {}
+  while true do
+    local sock = assert(socket.tcp4()) -- tcp() would open its descriptor only at connect or bind
+    if sock:getfd() > fd then
+      sock:close()
+      return function() for _, s in ipairs(held) do s:close() end end
+    end
+    held[#held + 1] = sock
+  end
+end
+
 --- Joins `conn` (which must own its BIO pair: `conn:bio()`) to `sock`.
 function M.new(conn, sock)
   return setmetatable({ conn = conn, sock = sock, inbound = "", eof = false }, Link)

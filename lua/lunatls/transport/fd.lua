@@ -11,6 +11,8 @@
 -- while the stream uses it (close the stream). The connection holds the
 -- descriptor's number: after a close behind its back, the system may give
 -- that number to another socket, which the stream would then read and write.
+-- The socket transport does the same as this one, with a check before each
+-- call (a getfd()) that rules that out.
 -- @module lunatls.transport.fd
 
 local scheduler = require "lunatls.scheduler"

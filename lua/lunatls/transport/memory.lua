@@ -217,9 +217,10 @@ function End:pending()
   return self.bio:pending()
 end
 
---- The BIO a stream's connection uses as its transport (`new_conn{bio =}`),
--- or nil: then the stream moves the bytes. After every call of an attached
--- connection the stream calls `kick` if `waiting` is true.
+--- Attached mode (docs/transports.md): `"bio"` and the BIO a stream's
+-- connection uses as its transport (`new_conn{bio =}`), or nil: then the
+-- stream moves the bytes. After every call of an attached connection the
+-- stream calls `kick` if `waiting` is true.
 --
 -- Not for an end made with `chunk` (bytes delivered a few at a time), nor
 -- for a pipe of less than MIN_ATTACHED bytes each way: the stream keeps
@@ -228,7 +229,7 @@ end
 -- attached connection writes it into the pipe, which must have room for it.
 function End:attach()
   if self.chunk or self.capacity < MIN_ATTACHED then return nil end
-  return self.bio
+  return "bio", self.bio
 end
 
 --- After the attached connection has read or written the pipe itself:

@@ -1,5 +1,9 @@
---- LuaSocket TCP transport: the stream moves TLS bytes through a nonblocking
--- LuaSocket socket (`settimeout(0)`), and waits on it with the scheduler.
+--- LuaSocket TCP transport: TLS over a nonblocking LuaSocket socket
+-- (`settimeout(0)`), waited on with the scheduler. The stream's connection
+-- reads and writes the socket's descriptor itself (`attach`), checking
+-- before each call that the socket still holds it; while LuaSocket holds
+-- bytes it read ahead, the stream moves the bytes (`send_from`,
+-- `receive_into`).
 --
 --     local transport = require "lunatls.transport.socket"
 --     local t = assert(transport.connect("example.org", 443, deadline))
@@ -56,6 +60,23 @@ end
 local Transport = {}
 Transport.__index = Transport
 Transport.__name = "lunatls.transport.socket"
+
+--- Attached mode (docs/transports.md): `"fd"` and the socket, whose
+-- descriptor OpenSSL then reads and writes itself, as over the fd
+-- transport (no ring between, no Lua per record). The socket stays this
+-- transport's, and the user's: the connection asks it for its descriptor
+-- before each call (new_conn option `check_fd`), so a socket closed under
+-- the stream fails the stream (code "eof") and never lets OpenSSL reach a
+-- descriptor the system has given to another socket since.
+-- Nil (the stream moves the bytes, `send_from`/`receive_into`): while
+-- LuaSocket holds bytes it read ahead (a STARTTLS line's neighbours, which
+-- must reach OpenSSL first), for an object that wraps a socket (its send
+-- may do more), or a closed socket.
+function Transport:attach()
+  local sock = self.socket
+  if type(sock) ~= "userdata" or sock:dirty() or sock:getfd() < 0 then return nil end
+  return "fd", sock
+end
 
 --- Wraps a connected LuaSocket TCP socket. Sets it nonblocking and turns
 -- Nagle's algorithm off (a TLS handshake is a ping-pong of small writes).
