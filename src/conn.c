@@ -153,6 +153,7 @@ static int socket_still_held(lua_State *L, lunatls_Conn *c) {
 
 /* May the Conn do I/O: not failed before, its socket still held? */
 static int may_do_io(lua_State *L, lunatls_Conn *c) {
+    if (!(c->failed | c->check_fd)) return 1; /* the common case: one test */
     return !c->failed && socket_still_held(L, c);
 }
 
