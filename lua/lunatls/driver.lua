@@ -66,8 +66,8 @@ Driver.__index = Driver
 -- @tparam[opt] number idle_timeout the longest one wait may last (seconds)
 function M.new(conn, transport, idle_timeout)
   -- No network end: OpenSSL does the I/O itself, on the descriptor (fd
-  -- mode) or on the transport's BIO (an attached memory pipe); the driver
-  -- only waits.
+  -- mode: the fd transport, the socket transport attached) or on the
+  -- transport's BIO (an attached memory pipe); the driver only waits.
   local net = conn:bio()
   return setmetatable({
     conn = conn,
@@ -75,13 +75,14 @@ function M.new(conn, transport, idle_timeout)
     net = net,           -- the network end (BIO mode)
     ring_size = net and net:write_guarantee(), -- its room while empty
     -- the transport moves bytes to and from the network end itself
-    -- (send_from, receive_into: the socket transport, in C): `out` and
-    -- `carry` then stay empty outside the handshake's flush_reading
+    -- (send_from, receive_into, in C: the socket transport not attached, a
+    -- memory pipe made with chunk): `out` and `carry` then stay empty
+    -- outside the handshake's flush_reading
     direct = net ~= nil and transport.send_from ~= nil and transport.receive_into ~= nil,
     -- OpenSSL does the I/O on a transport in this process (memory.lua's
     -- attach): after each call of the connection, `transport:kick()` wakes
     -- the peer if anyone waits (`transport.waiting`)
-    attached = not net and transport.kick ~= nil,
+    kicks = not net and transport.kick ~= nil,
     out = "",            -- TLS bytes taken from the network end, not yet sent
     carry = "",          -- TLS bytes received, not yet taken by the network end
     flushing = 0,        -- coroutines waiting to flush
@@ -332,7 +333,7 @@ function Driver:drive(deadline, method, status_first, arg, i, j)
   local conn = self.conn
   while true do
     local ok, a, b, c = pcall(conn[method], conn, arg, i, j)
-    if self.attached and self.transport.waiting then self.transport:kick() end
+    if self.kicks and self.transport.waiting then self.transport:kick() end
     if not ok then return nil, M.failure(tostring(a), "callback") end
     local pushed, failure = self:push(deadline)
     local want
@@ -370,7 +371,7 @@ function Driver:read(deadline, max)
   end
   while true do
     local ok, data, status, code = pcall(conn.read, conn, max)
-    if self.attached and self.transport.waiting then self.transport:kick() end
+    if self.kicks and self.transport.waiting then self.transport:kick() end
     if not ok then return nil, M.failure(tostring(data), "callback") end
     -- data: OpenSSL wrote nothing (a KeyUpdate's answer waits for the next
     -- write), and no call is spent on looking

@@ -429,7 +429,7 @@ function Stream:send(data, i, j)
     if ok and n == j - i + 1 then
       drv.moved = drv.moved + n
       if not drv.net then -- OpenSSL wrote it to the transport itself
-        if drv.attached and self.transport.waiting then self.transport:kick() end
+        if drv.kicks and self.transport.waiting then self.transport:kick() end
         return j
       end
       a, b, c, d = push_now(self, drv, j)
@@ -511,7 +511,7 @@ local function read_now(self, max)
   end
   if drv.net then return drv:read_now(max) or false end -- the transport's bytes first
   local ok, data = pcall(conn_read, self.conn, max)
-  if drv.attached and self.transport.waiting then self.transport:kick() end
+  if drv.kicks and self.transport.waiting then self.transport:kick() end
   if not (ok and data) then return false end
   drv.moved = drv.moved + #data
   return data
@@ -791,7 +791,7 @@ local function read_held(self)
   if self.reader or not self.handshaken or self.dead or self.peer_closed then return true end
   local ok, data, status = pcall(conn_read, self.conn, CHUNK)
   local drv = self.driver
-  if drv.attached and self.transport.waiting then self.transport:kick() end
+  if drv.kicks and self.transport.waiting then self.transport:kick() end
   if ok and data then
     if not drv.net then drv.moved = drv.moved + #data end -- as Driver:read counts
     self.inbuf = data

@@ -65,6 +65,9 @@ end
 -- so that the next socket opened once `fd` is closed gets `fd`'s number
 -- (the lowest free one). Returns a function that closes them.
 function M.take_numbers_below(fd)
+  -- a socket object left to the collector would free its number later
+  collectgarbage()
+  collectgarbage()
   local held = {}
   while true do
     local sock = assert(socket.tcp4()) -- tcp() would open its descriptor only at connect or bind
