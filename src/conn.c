@@ -159,7 +159,7 @@ static int may_do_io(lua_State *L, lunatls_Conn *c) {
 
 /* The method's self, idle; NULL when the Conn may not do I/O (the caller
  * then repeats the failure). */
-static lunatls_Conn *self_unless_failed(lua_State *L) {
+static lunatls_Conn *self_for_io(lua_State *L) {
     lunatls_Conn *c = lunatls_checkconn_idle(L);
     return may_do_io(L, c) ? c : NULL;
 }
@@ -390,7 +390,7 @@ int lunatls_conn_new(lua_State *L) {
 /* ---- I/O ---- */
 
 static int conn_do_handshake(lua_State *L) {
-    lunatls_Conn *c = self_unless_failed(L);
+    lunatls_Conn *c = self_for_io(L);
     int ret;
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
@@ -598,7 +598,7 @@ static int conn_write(lua_State *L) {
 /* conn:shutdown() -> "done" (both close_notify crossed), "want_read" (ours
  * sent, the peer's not yet here), "want_write", or nil, message, code */
 static int conn_shutdown(lua_State *L) {
-    lunatls_Conn *c = self_unless_failed(L);
+    lunatls_Conn *c = self_for_io(L);
     int ret;
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
@@ -634,7 +634,7 @@ static int handshake_done(lunatls_Conn *c) {
 }
 
 static int conn_key_update(lua_State *L) {
-    lunatls_Conn *c = self_unless_failed(L);
+    lunatls_Conn *c = self_for_io(L);
     int ret;
     if (c == NULL) return repeat_failure(L);
     /* before the handshake OpenSSL says "wrong ssl version": misleading */
@@ -660,7 +660,7 @@ static int conn_key_update(lua_State *L) {
  * context's verify mode and trust store judge it ("require": no
  * certificate fails the connection). */
 static int conn_verify_client_post_handshake(lua_State *L) {
-    lunatls_Conn *c = self_unless_failed(L);
+    lunatls_Conn *c = self_for_io(L);
     if (c == NULL) return repeat_failure(L);
     luaL_argcheck(L, c->is_server, 1, "a server connection expected");
     if (!handshake_done(c))
