@@ -464,6 +464,28 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     end
   end)
 
+  it("check_fd: a getfd() that closes the connection meets a busy connection; one that raises "
+     .. "leaves it usable", function()
+    local listener, port = link.listen()
+    finally(function() listener:close() end)
+    local sock = assert(link.connect(port))
+    finally(function() sock:close() end)
+    local conn, mood
+    local object = setmetatable({}, { __index = { getfd = function()
+      if mood == "close" then conn:close() elseif mood == "raise" then error("getfd failed", 0) end
+      return sock:getfd()
+    end } })
+    conn = pair.client_context():new_conn { server_name = "localhost", fd = object, check_fd = true }
+    mood = "close"
+    assert.has_error(function() conn:write("x") end,
+      "lunatls.Conn is busy: called from one of its own callbacks")
+    mood = "raise"
+    assert.has_error(function() conn:do_handshake() end, "getfd failed")
+    mood = nil
+    assert.equal("want_read", conn:do_handshake()) -- neither left it closed or busy
+    conn:close()
+  end)
+
   it("check_fd: misuse raises, naming the option", function()
     local ctx = pair.client_context()
     local sock = assert(socket.bind("127.0.0.1", 0))

@@ -136,12 +136,17 @@ static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
  * is at index 1. */
 static int socket_still_held(lua_State *L, lunatls_Conn *c) {
     lua_Integer fd;
-    int isnum;
+    int isnum, status;
     if (!c->check_fd) return 1;
     lua_getiuservalue(L, 1, CONN_UV_TRANSPORT);
     lua_getfield(L, -1, "getfd");
     lua_insert(L, -2);
-    lua_call(L, 1, 1);
+    /* busy meanwhile, as in a callback: a getfd() that closed or drove the
+     * Conn would pull the SSL from under the method that asked */
+    c->L = L;
+    status = lua_pcall(L, 1, 1, 0);
+    c->L = NULL;
+    if (status != LUA_OK) lua_error(L);
     fd = lua_tointegerx(L, -1, &isnum); /* LuaSocket's getfd() gives a float */
     lua_pop(L, 1);
     if (isnum && fd == c->fd) return 1;
