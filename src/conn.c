@@ -268,7 +268,7 @@ static void take_fd(lua_State *L, lunatls_Conn *c, int ud) {
 }
 
 /* Option check_fd (socket_still_held): only with fd a socket object, which
- * is asked for its descriptor before each I/O call (~0.6-0.9 K instructions). */
+ * is asked for its descriptor before each I/O call (~0.7-1 K instructions). */
 static void set_check_fd(lua_State *L, lunatls_Conn *c, int ud) {
     if (!lunatls_opt_boolean(L, OPTS, "check_fd", 0)) return;
     if (!c->fd_mode || lua_getiuservalue(L, ud, CONN_UV_TRANSPORT) == LUA_TNUMBER)
