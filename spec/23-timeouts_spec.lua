@@ -486,17 +486,25 @@ describe("fd transport, adopt", function()
   end)
 end)
 
+-- A connected pair of LuaSocket sockets (closed by `finally`) after a
+-- STARTTLS line: the server has read the line, and LuaSocket holds the
+-- ClientHello's first bytes ("\22\3\1") it read with it.
+local function starttls_read_ahead()
+  local listener, port = listen()
+  finally(function() listener:close() end)
+  local client = assert(socket.connect("127.0.0.1", port))
+  finally(function() client:close() end)
+  local server = assert(listener:accept())
+  finally(function() server:close() end)
+  assert(client:send("STARTTLS\n\22\3\1"))
+  server:settimeout(5)
+  assert.equal("STARTTLS", server:receive("*l"))
+  return client, server
+end
+
 describe("fd transport, bytes LuaSocket read ahead", function()
   it("new and adopt refuse the socket (OpenSSL would never see them); fastest takes the socket transport", function()
-    local listener, port = listen()
-    finally(function() listener:close() end)
-    local client = assert(socket.connect("127.0.0.1", port))
-    finally(function() client:close() end)
-    local server = assert(listener:accept())
-    finally(function() server:close() end)
-    assert(client:send("STARTTLS\n\22\3\1"))
-    server:settimeout(5)
-    assert.equal("STARTTLS", server:receive("*l"))
+    local _, server = starttls_read_ahead()
     assert.is_true(server:dirty())
     for _, name in ipairs { "new", "adopt" } do
       assert.has_error(function() fd_transport[name](server) end,
@@ -568,15 +576,7 @@ end)
 describe("socket transport, attached", function()
   it("gives the connection the socket's descriptor, unless LuaSocket holds bytes it read ahead, "
      .. "the socket is closed, or an object wraps it", function()
-    local listener, port = listen()
-    finally(function() listener:close() end)
-    local client = assert(socket.connect("127.0.0.1", port))
-    finally(function() client:close() end)
-    local server = assert(listener:accept())
-    finally(function() server:close() end)
-    assert(client:send("STARTTLS\n\22\3\1"))
-    server:settimeout(5)
-    assert.equal("STARTTLS", server:receive("*l"))
+    local client, server = starttls_read_ahead()
     local transport = socket_transport.new(server)
     assert.is_nil(transport:attach()) -- the ClientHello's first bytes must go through the pair
     assert.equal("\22\3\1", server:receive(3))
