@@ -56,6 +56,12 @@ function core.release_memory() end
 -- @treturn Buffer an empty buffer
 function core.new_buffer(capacity) end
 
+--- A Poller: the kernel's readiness queue (epoll; C: `poller_new`, src/poller.c), what the
+-- bundled scheduler's `"epoll"` backend waits in.
+-- @return a `Poller`; or nil, message, code (`"syscall"`: no descriptor left for it;
+-- `"unsupported"`: not Linux)
+function core.new_poller() end
+
 --- The version of lunatls (the VERSION file, passed with -DLUNATLS_VERSION).
 core._VERSION = "0.2.0"
 
@@ -310,6 +316,28 @@ function Buffer:capacity() end
 
 --- Holds nothing from now on (its memory is kept).
 function Buffer:clear() end
+
+--- lunatls.Poller: an epoll set whose registrations are one-shot: a descriptor, once
+-- reported, stays registered but silent until `set` again (src/poller.c).
+-- @type Poller
+local Poller = {}
+
+--- Arms `fd` for one report of `bits` (1 readable, 2 writable, 3 either).
+-- @tparam integer fd
+-- @tparam integer bits
+-- @tparam[opt] boolean known it was set before (tried as a change first)
+-- @return true, or nil, message, code (`"closed"`: `fd` is not open; `"syscall"`)
+function Poller:set(fd, bits, known) end
+
+--- Waits at most `milliseconds` (0: only looks) for armed descriptors; stores the k-th
+-- report's descriptor and bits (an error or hang-up reads as 3) at `out[2k - 1]`, `out[2k]`.
+-- @tparam integer milliseconds
+-- @tparam table out
+-- @treturn integer how many were reported (at most 64; the rest wait for the next call)
+function Poller:wait(milliseconds, out) end
+
+--- Gives its descriptor back (also when collected); idempotent.
+function Poller:close() end
 
 --- lunatls.Session: a TLS session to resume (src/session.c).
 -- @type Session

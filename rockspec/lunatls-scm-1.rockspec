@@ -28,7 +28,7 @@ build = {
     ["lunatls.core"] = {
       sources = {
         "src/binding.c", "src/bio.c", "src/buffer.c", "src/callback.c", "src/conn.c", "src/context.c",
-        "src/core.c", "src/errors.c", "src/hello.c", "src/options.c", "src/pair.c",
+        "src/core.c", "src/errors.c", "src/hello.c", "src/options.c", "src/pair.c", "src/poller.c",
         "src/revocation.c", "src/session.c", "src/socket.c", "src/source.c", "src/tickets.c", "src/x509.c",
       },
       libraries = { "ssl", "crypto" },

@@ -1,5 +1,5 @@
--- The scheduler the examples and the tests run on (luv backend when
--- installed, select otherwise).
+-- The scheduler the examples and the tests run on (epoll backend on Linux,
+-- else luv when installed, else select).
 
 local socket = require "socket"
 local scheduler = require "lunatls.scheduler"
@@ -231,7 +231,7 @@ describe("scheduler", function()
     assert.equal(0, theirs.aborted)
   end)
 
-  for _, backend in ipairs { "select", "luv" } do
+  for _, backend in ipairs { "select", "luv", "epoll" } do
     it(backend .. " backend: sockets, timeouts, sleeps and a closed socket", function()
       local a, b = socket_pair()
       finally(function() a:close() end)
@@ -270,7 +270,7 @@ describe("scheduler", function()
   -- late by more than this is a miss; under valgrind or gcstress a wake-up
   -- waits for a slow collector, and only order and earliness are checked
   local LATE = os.getenv("LUNATLS_SANITIZER") and 5 or 0.15
-  for _, backend in ipairs { "select", "luv" } do
+  for _, backend in ipairs { "select", "luv", "epoll" } do
     it(backend .. " backend: 300 deadlines, set in random order, each wakes its task on time", function()
       local sched = scheduler.new { backend = backend }
       local late, early, order = 0, 0, {}
@@ -297,7 +297,7 @@ describe("scheduler", function()
       assert.equal(300, #order)
       assert.equal(0, early)
       assert.equal(0, late)
-      if backend == "luv" then -- a heap: in deadline order (select wakes those due together in any order)
+      if backend ~= "select" then -- a heap: in deadline order (select wakes those due together in any order)
         -- wait_event is given the deadline itself; sleep(delay) takes its own
         -- clock a little later, by up to a collector step under a sanitizer
         local slack = os.getenv("LUNATLS_SANITIZER") and 0.1 or 0.02
@@ -307,6 +307,73 @@ describe("scheduler", function()
       end
     end)
   end
+
+  for _, backend in ipairs { "select", "luv", "epoll" } do
+    it(backend .. " backend: a reader and a writer on one socket each wake for their own readiness", function()
+      -- epoll reports a descriptor once: the report that wakes the writer
+      -- must leave the reader armed
+      local a, b = socket_pair()
+      finally(function() a:close(); b:close() end)
+      local sched = scheduler.new { backend = backend }
+      local trace = {}
+      sched:spawn(function()
+        local result = { "read", scheduler.wait_socket(b, "read", gettime() + 5) }
+        trace[#trace + 1] = result
+      end)
+      sched:spawn(function()
+        local result = { "write", scheduler.wait_socket(b, "write", gettime() + 5) }
+        trace[#trace + 1] = result
+        sched:sleep(0.05)
+        trace[#trace + 1] = { "send" }
+        a:send("x")
+      end)
+      assert.is_true(sched:run(5))
+      assert.same({ { "write", true }, { "send" }, { "read", true } }, trace)
+    end)
+  end
+
+  it("epoll backend: a descriptor closed and given to a new socket is watched afresh", function()
+    -- the kernel dropped the old registration with the close; the number,
+    -- armed before, is registered again for the new socket
+    local sched = scheduler.new { backend = "epoll" }
+    local a, b = socket_pair()
+    local fd = b:getfd()
+    local got = {}
+    sched:spawn(function()
+      a:send("x")
+      got[1] = { scheduler.wait_socket(b, "read", gettime() + 5) }
+      a:close()
+      b:close()
+      local c, d
+      for _ = 1, 10 do -- the lowest free number: b's, unless another thread took it
+        c, d = socket_pair()
+        if d:getfd() == fd or c:getfd() == fd then break end
+      end
+      local same = d:getfd() == fd and d or c
+      local other = same == d and c or d
+      other:send("y")
+      got[2] = { scheduler.wait_socket(same, "read", gettime() + 5) }
+      got.reused = same:getfd() == fd
+      c:close()
+      d:close()
+    end)
+    assert.is_true(sched:run(5))
+    assert.same({ true }, got[1])
+    assert.same({ true }, got[2])
+    assert.is_true(got.reused)
+  end)
+
+  it("epoll backend: the poller goes when the run ends", function()
+    local sched = scheduler.new { backend = "epoll" }
+    local a, b = socket_pair()
+    finally(function() a:close(); b:close() end)
+    sched:spawn(function()
+      a:send("x")
+      scheduler.wait_socket(b, "read", gettime() + 5)
+    end)
+    assert.is_true(sched:run(5))
+    assert.is_nil(sched.backend.poller)
+  end)
 
   it("select backend: a descriptor over FD_SETSIZE fails that wait only", function()
     local sched = scheduler.new { backend = "select" }
@@ -340,5 +407,48 @@ describe("scheduler", function()
     scheduler.sleep(0.02)
     assert.is_true(gettime() - started >= 0.015)
     assert.has_error(function() scheduler.wait_event({}) end)
+  end)
+end)
+
+describe("lunatls.Poller", function()
+  local tls = require "lunatls"
+
+  it("reports an armed descriptor once, until armed again", function()
+    local poller = assert(tls.new_poller())
+    local a, b = socket_pair()
+    finally(function() poller:close(); a:close(); b:close() end)
+    local fd = b:getfd()
+    local out = {}
+    assert.is_true(poller:set(fd, 1))
+    assert.equal(0, poller:wait(0, out)) -- nothing to read yet
+    a:send("x")
+    assert.equal(1, poller:wait(1000, out))
+    assert.same({ fd, 1 }, { out[1], out[2] })
+    assert.equal(0, poller:wait(0, out)) -- still readable, but reported once
+    assert.is_true(poller:set(fd, 3, true))
+    assert.equal(1, poller:wait(1000, out))
+    assert.same({ fd, 3 }, { out[1], out[2] }) -- readable and writable
+  end)
+
+  it("a known descriptor the kernel dropped (closed, number reused) is registered again", function()
+    local poller = assert(tls.new_poller())
+    finally(function() poller:close() end)
+    local a, b = socket_pair()
+    local fd = b:getfd()
+    assert.is_true(poller:set(fd, 2))
+    b:close()
+    a:close()
+    assert.same({ nil, "epoll_ctl: Bad file descriptor", "closed" }, { poller:set(fd, 2, true) })
+  end)
+
+  it("misuse raises, naming the argument; a closed poller says so", function()
+    local poller = assert(tls.new_poller())
+    assert.has_error(function() poller:set(-1, 1) end, "bad argument #1 to 'set' (not a descriptor)")
+    assert.has_error(function() poller:set(0, 4) end, "bad argument #2 to 'set' (must be 1, 2 or 3)")
+    assert.has_error(function() poller:wait(0) end, "bad argument #2 to 'wait' (table expected, got no value)")
+    poller:close()
+    poller:close()
+    assert.matches("%(closed%)$", tostring(poller))
+    assert.has_error(function() poller:wait(0, {}) end, "attempt to use a closed lunatls.Poller")
   end)
 end)

@@ -116,7 +116,7 @@ describe("issue 10", function()
     assert.matches("no such host: bad.example", outcomes.bad[1])
   end)
 
-  for _, backend in ipairs { "luv", "select" } do
+  for _, backend in ipairs { "epoll", "luv", "select" } do
     it("out of descriptors (EMFILE), the server backs off and serves again afterwards ("
        .. backend .. " backend)", function()
       local process = require "helpers.process"

@@ -17,7 +17,8 @@ local check = require "check"
 
 local API = {
   module = { "new_context", "new_bio_pair", "import_session", "wrap", "connect", "accept",
-             "_VERSION", "OPENSSL_VERSION", "load_certificates", "release_memory", "new_buffer" },
+             "_VERSION", "OPENSSL_VERSION", "load_certificates", "release_memory", "new_buffer",
+             "new_poller" },
   ["lunatls.Context"] = { "new_conn", "mode" },
   ["lunatls.Conn"] = { "do_handshake", "read", "read_into", "write", "shutdown", "close", "set_connect_state",
                        "set_accept_state", "key_update", "version", "cipher", "alpn_selected",
@@ -28,6 +29,7 @@ local API = {
   ["lunatls.BIO"] = { "write", "read", "pending", "write_guarantee", "read_request", "shutdown_write",
                       "close", "move_to", "send_to", "receive_from" },
   ["lunatls.Buffer"] = { "tostring", "len", "capacity", "clear" },
+  ["lunatls.Poller"] = { "set", "wait", "close" },
   ["lunatls.Certificate"] = { "subject", "issuer", "subject_alt_names", "not_before", "not_after",
                               "serial", "fingerprint", "pem", "public_key", "signature_algorithm" },
   ["lunatls.Session"] = { "export", "is_resumable", "protocol" },
@@ -99,6 +101,7 @@ local function objects()
     ["lunatls.Session"] = assert(p.client.conn:session()),
     ["lunatls.Stream"] = stream,
     ["lunatls.Buffer"] = tls.new_buffer(64),
+    ["lunatls.Poller"] = assert(tls.new_poller()),
     keep = { p, b },
   }
 end
@@ -177,7 +180,7 @@ describe("every entry called with every wrong value", function()
     -- plausible arguments for the positions not being tortured
     local defaults = {
       new_context = { { mode = "client", verify = "none" } }, new_bio_pair = { 100 }, import_session = { "x" },
-      load_certificates = { "x" }, release_memory = {}, new_buffer = { 64 },
+      load_certificates = { "x" }, release_memory = {}, new_buffer = { 64 }, new_poller = {},
       wrap = { (memory.pipe()), pair.client_context(), {} },
       connect = { "127.0.0.1", 1, pair.client_context() }, -- port 1: refused at once
       accept = { listener, pair.server_context(), { timeout = 0.01 } },

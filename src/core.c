@@ -189,6 +189,7 @@ __attribute__((visibility("default"))) LUA_API int luaopen_lunatls_core(lua_Stat
     lunatls_open_certificate(L);
     lunatls_open_session(L);
     lunatls_open_buffer(L);
+    lunatls_open_poller(L);
     lua_pushcfunction(L, release_memory);
     lua_setfield(L, -2, "release_memory");
     lua_pushliteral(L, LUNATLS_VERSION);

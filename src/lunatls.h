@@ -17,6 +17,7 @@
 #define LUNATLS_CERTIFICATE "lunatls.Certificate"
 #define LUNATLS_SESSION "lunatls.Session"
 #define LUNATLS_BUFFER "lunatls.Buffer"
+#define LUNATLS_POLLER "lunatls.Poller"
 
 /* lunatls.Context: an SSL_CTX. What OpenSSL's callbacks need lives with the
  * SSL_CTX itself (context.c: ContextData), so that it lasts exactly as long
@@ -240,6 +241,9 @@ void lunatls_open_session(lua_State *L);
 lunatls_Buffer *lunatls_testbuffer(lua_State *L, int idx);
 lunatls_Buffer *lunatls_checkbuffer(lua_State *L, int idx);
 void lunatls_open_buffer(lua_State *L);
+
+/* poller.c */
+void lunatls_open_poller(lua_State *L);
 
 /* core.c: shared helpers for object types */
 void *lunatls_checkopen(lua_State *L, int idx, const char *tname);

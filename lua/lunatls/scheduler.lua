@@ -15,11 +15,13 @@
 -- scheduler running the current coroutine. Outside one they block (sockets,
 -- sleep) or yield a plain value to whoever resumed the coroutine (events).
 --
--- Two backends wait for the sockets: `"luv"` (libuv's epoll, no descriptor
--- limit: the default when `luv` is installed) and `"select"` (LuaSocket's
--- select, which cannot watch a descriptor >= FD_SETSIZE (1024): such a wait
--- fails with `nil, "descriptor too large for select", "limit"`, and only
--- that connection fails).
+-- Three backends wait for the sockets: `"epoll"` (lunatls's own Poller on
+-- the kernel's epoll: no descriptor limit, one system call per wait; the
+-- default on Linux), `"luv"` (libuv's epoll: the default elsewhere when
+-- `luv` is installed) and `"select"` (LuaSocket's select, which cannot
+-- watch a descriptor >= FD_SETSIZE (1024): such a wait fails with
+-- `nil, "descriptor too large for select", "limit"`, and only that
+-- connection fails).
 --
 -- A task that raises does not stop the others: its error (with the task's
 -- traceback) goes to `on_error` (default: written to stderr), the streams it
@@ -76,8 +78,8 @@ end
 local backends = {}
 
 --- Creates a scheduler.
--- @tparam[opt] table opts `backend` (`"luv"` or `"select"`; default luv
--- when installed), `on_error` (`function(err, co)`, called when a task
+-- @tparam[opt] table opts `backend` (`"epoll"`, `"luv"` or `"select"`;
+-- default: `default_backend()`), `on_error` (`function(err, co)`, called when a task
 -- raises; default: write it to stderr)
 -- @treturn Scheduler
 function M.new(opts)
@@ -132,16 +134,28 @@ function M.close_handle(handle)
   handle:close(function() closing[handle] = nil end)
 end
 
---- The backend `new` uses when none is asked for: `"luv"` when the luv
--- module loads, else `"select"`.
--- `LUNATLS_BACKEND=select` (or `luv`) in the environment, or setting
--- `scheduler.DEFAULT_BACKEND`, overrides it.
+-- Does this system have epoll (lunatls.core's Poller)? Asked once.
+local has_epoll
+local function epoll_available()
+  if has_epoll == nil then
+    local poller, _, code = require("lunatls.core").new_poller()
+    has_epoll = code ~= "unsupported"
+    if poller then poller:close() end
+  end
+  return has_epoll
+end
+
+--- The backend `new` uses when none is asked for: `"epoll"` on Linux,
+-- else `"luv"` when the luv module loads, else `"select"`.
+-- `LUNATLS_BACKEND=select` (or `luv`, `epoll`) in the environment, or
+-- setting `scheduler.DEFAULT_BACKEND`, overrides it.
 M.DEFAULT_BACKEND = nil
 
 function M.default_backend()
   if M.DEFAULT_BACKEND then return M.DEFAULT_BACKEND end
   local chosen = os.getenv("LUNATLS_BACKEND")
   if chosen and chosen ~= "" then return chosen end
+  if epoll_available() then return "epoll" end
   return M.luv() and "luv" or "select"
 end
 
@@ -594,8 +608,195 @@ end
 
 function SelectBackend.finish() end
 
+-- ---- backend: epoll (lunatls.core's Poller; Linux) ----
+
+-- The kernel's readiness queue, without libuv's handles and callbacks: a
+-- wait arms its descriptor once (a one-shot registration, left in place
+-- afterwards: no call to take it out), and a report marks its task ready.
+-- Deadlines share the luv backend's heap. The poller lives while `run`
+-- runs: `finish` gives its descriptor back.
+
+local EpollBackend = {}
+EpollBackend.__index = EpollBackend
+
+-- Readiness bits (src/poller.c): what each kind of wait asks for.
+local BITS = { read = 1, write = 2, any = 3 }
+
+function EpollBackend.new(sched)
+  return setmetatable({
+    sched = sched,
+    poller = nil,      -- made by the first wait on a socket of a run
+    polls = {},        -- socket -> { fd =, socket =, armed =, waiting = {co -> what} }
+    by_fd = {},        -- fd -> the same entry
+    known = setmetatable({}, WEAK_KEYS), -- socket -> the fd it was once armed with
+    timers = 0,        -- live deadlines
+    heap = {},         -- deadlines (add_deadline)
+    reports = {},      -- poller:wait's output, reused
+    looked = 0,
+    scanned = gettime(),
+  }, EpollBackend)
+end
+
+-- The bits the entry's waiters want.
+local function wanted_bits(entry)
+  local bits = 0
+  for _, what in pairs(entry.waiting) do bits = bits | BITS[what] end
+  return bits
+end
+
+local function forget_entry(self, entry)
+  if self.polls[entry.socket] == entry then
+    self.polls[entry.socket], self.by_fd[entry.fd] = nil, nil
+  end
+end
+
+-- Wakes every task waiting on the entry (its socket went away, or failed).
+local function drop_entry(self, entry, ...)
+  local waiting = {}
+  for co in pairs(entry.waiting) do waiting[#waiting + 1] = co end
+  forget_entry(self, entry)
+  for _, co in ipairs(waiting) do wake(self.sched, co, ...) end
+end
+
+-- Arms the entry's descriptor for `bits` (once); a descriptor closed under
+-- its waiters wakes them, to find out by trying.
+local function arm(self, entry, bits)
+  local sock = entry.socket
+  local ok, err, code = self.poller:set(entry.fd, bits, self.known[sock] == entry.fd)
+  if not ok then
+    if code == "closed" then return drop_entry(self, entry, true) end
+    return drop_entry(self, entry, nil, "poll: " .. err, code)
+  end
+  self.known[sock] = entry.fd
+  entry.armed = bits
+end
+
+local function epoll_entry_for(self, sock, fd)
+  local entry = self.polls[sock]
+  if entry and entry.fd == fd then return entry end
+  if entry then drop_entry(self, entry, true) end
+  local stale = self.by_fd[fd] -- another socket had this descriptor: closed since
+  if stale then drop_entry(self, stale, true) end
+  entry = { fd = fd, socket = sock, armed = 0, waiting = {} }
+  self.polls[sock], self.by_fd[fd] = entry, entry
+  return entry
+end
+
+function EpollBackend:watch(co, wait)
+  local sched = self.sched
+  if wait.deadline then add_deadline(self, co, wait) end
+  local sock = wait.socket
+  if not sock then return end
+  local fd = sock:getfd()
+  if fd < 0 then return wake(sched, co, true) end
+  if not self.poller then
+    local poller, err = require("lunatls.core").new_poller()
+    if not poller then return wake(sched, co, nil, "poll: " .. err, "syscall") end
+    self.poller = poller
+  end
+  local entry = epoll_entry_for(self, sock, fd)
+  entry.waiting[co] = wait.what
+  local bits = entry.armed | BITS[wait.what]
+  if bits ~= entry.armed then arm(self, entry, bits) end
+end
+
+-- A wait that ended leaves its descriptor armed: a report no one waits for
+-- comes at most once, and is ignored.
+function EpollBackend:forget(co, wait)
+  if wait.live then
+    wait.live = false
+    self.timers = self.timers - 1
+  end
+  local entry = wait.socket and self.polls[wait.socket]
+  if entry and entry.waiting[co] then
+    entry.waiting[co] = nil
+    if next(entry.waiting) == nil then forget_entry(self, entry) end
+  end
+end
+
+-- A report: its registration is silent now. Wakes the waiters it answers,
+-- and arms the descriptor again for those it does not.
+local function reported(self, fd, ready)
+  local entry = self.by_fd[fd]
+  if not entry then return end
+  entry.armed = 0
+  local co, what = next(entry.waiting)
+  if co and next(entry.waiting, co) == nil then -- one waiter, the common case: no list
+    if ready & BITS[what] ~= 0 then return wake(self.sched, co, true) end
+    return arm(self, entry, BITS[what])
+  end
+  local woken = {}
+  for waiter, wanted in pairs(entry.waiting) do
+    if ready & BITS[wanted] ~= 0 then woken[#woken + 1] = waiter end
+  end
+  for _, waiter in ipairs(woken) do wake(self.sched, waiter, true) end
+  if self.polls[entry.socket] == entry then arm(self, entry, wanted_bits(entry)) end
+end
+
+-- Wakes the tasks waiting on sockets that were closed under them (the
+-- kernel takes a closed descriptor out of the set without a word).
+local function epoll_scan_closed(self)
+  self.scanned = gettime()
+  local closed = {}
+  for sock, entry in pairs(self.polls) do
+    if sock:getfd() ~= entry.fd then closed[#closed + 1] = entry end
+  end
+  for _, entry in ipairs(closed) do drop_entry(self, entry, true) end
+end
+
+-- How long poll may wait (milliseconds), or nil when it must not wait.
+local function epoll_timeout(self, limit)
+  local sched = self.sched
+  local nearest = expire(self)
+  if #sched.ready > 0 then return nil end -- woken by the deadlines: no waiting
+  if next(self.polls) == nil and self.timers == 0 and not limit then
+    error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
+  end
+  local now = gettime()
+  local wait = CLOSED_SCAN
+  if limit then wait = math.min(wait, math.max(0, limit - now)) end
+  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
+  return math.ceil(wait * 1000)
+end
+
+function EpollBackend:poll(limit)
+  local now = gettime()
+  if now - self.scanned >= CLOSED_SCAN then epoll_scan_closed(self) end
+  local ms = 0
+  if #self.sched.ready > 0 then
+    -- tasks are ready: look without waiting, at most every LOOK_EVERY seconds
+    if now - self.looked < LOOK_EVERY or not self.poller then return expire(self) end
+  else
+    ms = epoll_timeout(self, limit)
+    if not ms then return end
+  end
+  self.looked = now
+  local n = 0
+  if self.poller then
+    local err, code
+    n, err, code = self.poller:wait(ms, self.reports)
+    if not n then error("lunatls.scheduler: " .. err .. " (" .. code .. ")", 0) end
+  elseif ms > 0 then
+    socket.sleep(ms / 1000)
+  end
+  local reports = self.reports
+  for i = 1, 2 * n, 2 do reported(self, reports[i], reports[i + 1]) end
+  expire(self)
+end
+
+-- The run is over: the poller's descriptor goes (and with it every
+-- registration, which `known` forgets).
+function EpollBackend:finish()
+  if self.poller then
+    self.poller:close()
+    self.poller = nil
+    self.known = setmetatable({}, WEAK_KEYS)
+  end
+end
+
 backends.select = SelectBackend
 backends.luv = LuvBackend
+backends.epoll = EpollBackend
 
 --- Runs the tasks until all have finished. A task that raises is reported
 -- to `on_error` and the others go on.
