@@ -333,7 +333,7 @@ function Poller:set(fd, bits, known) end
 -- report's descriptor and bits (an error or hang-up reads as 3) at `out[2k - 1]`, `out[2k]`.
 -- @tparam integer milliseconds
 -- @tparam table out
--- @treturn integer how many were reported (at most 64; the rest wait for the next call)
+-- @treturn integer how many were reported (at most 256; the rest wait for the next call)
 function Poller:wait(milliseconds, out) end
 
 --- Gives its descriptor back (also when collected); idempotent.

@@ -363,6 +363,22 @@ describe("scheduler", function()
     assert.is_true(got.reused)
   end)
 
+  for _, backend in ipairs { "select", "luv", "epoll" } do
+    it(backend .. " backend: a run that timed out leaves the waits to the next run", function()
+      -- seen: the epoll backend closed its poller at the end of every run,
+      -- and the waits armed in it never ended
+      local a, b = socket_pair()
+      finally(function() a:close(); b:close() end)
+      local sched = scheduler.new { backend = backend }
+      local got
+      sched:spawn(function() got = { scheduler.wait_socket(b, "read", gettime() + 5) } end)
+      assert.same({ nil, "timeout" }, { sched:run(0.05) })
+      a:send("x")
+      assert.is_true(sched:run(5))
+      assert.same({ true }, got)
+    end)
+  end
+
   it("epoll backend: the poller goes when the run ends", function()
     local sched = scheduler.new { backend = "epoll" }
     local a, b = socket_pair()

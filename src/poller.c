@@ -25,7 +25,7 @@
 #define POLLER_WRITE 2
 
 /* Reports taken from the kernel per wait(): more wait for the next one. */
-#define POLLER_BATCH 64
+#define POLLER_BATCH 256
 
 typedef struct {
     int epfd; /* -1 once closed */

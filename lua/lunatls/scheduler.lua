@@ -613,8 +613,9 @@ function SelectBackend.finish() end
 -- The kernel's readiness queue, without libuv's handles and callbacks: a
 -- wait arms its descriptor once (a one-shot registration, left in place
 -- afterwards: no call to take it out), and a report marks its task ready.
--- Deadlines share the luv backend's heap. The poller lives while `run`
--- runs: `finish` gives its descriptor back.
+-- Deadlines share the luv backend's heap. The poller lives while tasks
+-- may wait on sockets: `finish` gives its descriptor back at the end of a
+-- run that left no such wait.
 
 local EpollBackend = {}
 EpollBackend.__index = EpollBackend
@@ -784,10 +785,11 @@ function EpollBackend:poll(limit)
   expire(self)
 end
 
--- The run is over: the poller's descriptor goes (and with it every
--- registration, which `known` forgets).
+-- The run is over: unless tasks still wait on sockets (a run that timed
+-- out, to be continued by the next), the poller's descriptor goes, and
+-- with it every registration, which `known` forgets.
 function EpollBackend:finish()
-  if self.poller then
+  if self.poller and next(self.polls) == nil then
     self.poller:close()
     self.poller = nil
     self.known = setmetatable({}, WEAK_KEYS)
