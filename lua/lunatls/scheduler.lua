@@ -613,9 +613,10 @@ function SelectBackend.finish() end
 -- The kernel's readiness queue, without libuv's handles and callbacks: a
 -- wait arms its descriptor once (a one-shot registration, left in place
 -- afterwards: no call to take it out), and a report marks its task ready.
--- Deadlines share the luv backend's heap. The poller lives while tasks
--- may wait on sockets: `finish` gives its descriptor back at the end of a
--- run that left no such wait.
+-- What waits on a descriptor is kept by its number (tables whose keys are
+-- small integers: no table per wait). Deadlines share the luv backend's
+-- heap. The poller lives while tasks may wait on sockets: `finish` gives
+-- its descriptor back at the end of a run that left no such wait.
 
 local EpollBackend = {}
 EpollBackend.__index = EpollBackend
@@ -626,10 +627,11 @@ local BITS = { read = 1, write = 2, any = 3 }
 function EpollBackend.new(sched)
   return setmetatable({
     sched = sched,
-    poller = nil,      -- made by the first wait on a socket of a run
-    polls = {},        -- socket -> { fd =, socket =, armed =, waiting = {co -> what} }
-    by_fd = {},        -- fd -> the same entry
-    known = setmetatable({}, WEAK_KEYS), -- socket -> the fd it was once armed with
+    poller = nil,      -- made by the first wait on a socket
+    waiter = {},       -- fd -> the task waiting on it, or a set of them (several)
+    socket = {},       -- fd -> the socket those tasks wait on
+    armed = {},        -- fd -> the bits it is armed for (0: reported since); kept,
+                       -- as the registration is, until the poller goes
     timers = 0,        -- live deadlines
     heap = {},         -- deadlines (add_deadline)
     reports = {},      -- poller:wait's output, reused
@@ -638,49 +640,35 @@ function EpollBackend.new(sched)
   }, EpollBackend)
 end
 
--- The bits the entry's waiters want.
-local function wanted_bits(entry)
-  local bits = 0
-  for _, what in pairs(entry.waiting) do bits = bits | BITS[what] end
-  return bits
+-- Wakes every task waiting on fd (its socket went away, or failed).
+local function drop_fd(self, fd, ...)
+  local waiter = self.waiter[fd]
+  self.waiter[fd], self.socket[fd] = nil, nil
+  if type(waiter) == "thread" then return wake(self.sched, waiter, ...) end
+  local list = {}
+  for co in pairs(waiter or {}) do list[#list + 1] = co end
+  for _, co in ipairs(list) do wake(self.sched, co, ...) end
 end
 
-local function forget_entry(self, entry)
-  if self.polls[entry.socket] == entry then
-    self.polls[entry.socket], self.by_fd[entry.fd] = nil, nil
-  end
-end
-
--- Wakes every task waiting on the entry (its socket went away, or failed).
-local function drop_entry(self, entry, ...)
-  local waiting = {}
-  for co in pairs(entry.waiting) do waiting[#waiting + 1] = co end
-  forget_entry(self, entry)
-  for _, co in ipairs(waiting) do wake(self.sched, co, ...) end
-end
-
--- Arms the entry's descriptor for `bits` (once); a descriptor closed under
--- its waiters wakes them, to find out by trying.
-local function arm(self, entry, bits)
-  local sock = entry.socket
-  local ok, err, code = self.poller:set(entry.fd, bits, self.known[sock] == entry.fd)
+-- Arms fd for `bits` (once); a descriptor closed under its waiters wakes
+-- them, to find out by trying.
+local function arm(self, fd, bits)
+  local armed = self.armed
+  local ok, err, code = self.poller:set(fd, bits, armed[fd] ~= nil)
   if not ok then
-    if code == "closed" then return drop_entry(self, entry, true) end
-    return drop_entry(self, entry, nil, "poll: " .. err, code)
+    if code == "closed" then return drop_fd(self, fd, true) end
+    return drop_fd(self, fd, nil, "poll: " .. err, code)
   end
-  self.known[sock] = entry.fd
-  entry.armed = bits
+  armed[fd] = bits
 end
 
-local function epoll_entry_for(self, sock, fd)
-  local entry = self.polls[sock]
-  if entry and entry.fd == fd then return entry end
-  if entry then drop_entry(self, entry, true) end
-  local stale = self.by_fd[fd] -- another socket had this descriptor: closed since
-  if stale then drop_entry(self, stale, true) end
-  entry = { fd = fd, socket = sock, armed = 0, waiting = {} }
-  self.polls[sock], self.by_fd[fd] = entry, entry
-  return entry
+-- The bits the tasks waiting on fd want.
+local function wanted_bits(self, fd)
+  local waiter, waits = self.waiter[fd], self.sched.waits
+  if type(waiter) == "thread" then return BITS[waits[waiter].what] end
+  local bits = 0
+  for co in pairs(waiter) do bits = bits | BITS[waits[co].what] end
+  return bits
 end
 
 function EpollBackend:watch(co, wait)
@@ -695,10 +683,23 @@ function EpollBackend:watch(co, wait)
     if not poller then return wake(sched, co, nil, "poll: " .. err, "syscall") end
     self.poller = poller
   end
-  local entry = epoll_entry_for(self, sock, fd)
-  entry.waiting[co] = wait.what
-  local bits = entry.armed | BITS[wait.what]
-  if bits ~= entry.armed then arm(self, entry, bits) end
+  local socket_of = self.socket
+  local other = socket_of[fd]
+  if other and other ~= sock then drop_fd(self, fd, true) end -- closed since: its number reused
+  wait.fd = fd
+  local waiter = self.waiter[fd]
+  if waiter == nil then
+    self.waiter[fd], socket_of[fd] = co, sock
+  elseif type(waiter) == "thread" then
+    self.waiter[fd] = { [waiter] = true, [co] = true }
+  else
+    waiter[co] = true
+  end
+  -- armed counts only while fd has other waiters: before, it may be a
+  -- closed socket's registration, which the kernel dropped with it
+  local armed = waiter and self.armed[fd] or 0
+  local bits = armed | BITS[wait.what]
+  if bits ~= armed then arm(self, fd, bits) end
 end
 
 -- A wait that ended leaves its descriptor armed: a report no one waits for
@@ -708,30 +709,36 @@ function EpollBackend:forget(co, wait)
     wait.live = false
     self.timers = self.timers - 1
   end
-  local entry = wait.socket and self.polls[wait.socket]
-  if entry and entry.waiting[co] then
-    entry.waiting[co] = nil
-    if next(entry.waiting) == nil then forget_entry(self, entry) end
+  local fd = wait.fd
+  if not fd then return end
+  local waiter = self.waiter[fd]
+  if waiter == co then
+    self.waiter[fd], self.socket[fd] = nil, nil
+  elseif type(waiter) == "table" and waiter[co] then
+    waiter[co] = nil
+    local first = next(waiter)
+    if next(waiter, first) == nil then self.waiter[fd] = first end -- one left
   end
 end
 
--- A report: its registration is silent now. Wakes the waiters it answers,
--- and arms the descriptor again for those it does not.
+-- A report: fd's registration is silent now. Wakes the waiters it answers,
+-- and arms fd again for those it does not.
 local function reported(self, fd, ready)
-  local entry = self.by_fd[fd]
-  if not entry then return end
-  entry.armed = 0
-  local co, what = next(entry.waiting)
-  if co and next(entry.waiting, co) == nil then -- one waiter, the common case: no list
-    if ready & BITS[what] ~= 0 then return wake(self.sched, co, true) end
-    return arm(self, entry, BITS[what])
+  self.armed[fd] = 0
+  local waiter = self.waiter[fd]
+  if waiter == nil then return end
+  local sched = self.sched
+  if type(waiter) == "thread" then -- one waiter, the common case: no list
+    local bits = BITS[sched.waits[waiter].what]
+    if ready & bits ~= 0 then return wake(sched, waiter, true) end
+    return arm(self, fd, bits)
   end
   local woken = {}
-  for waiter, wanted in pairs(entry.waiting) do
-    if ready & BITS[wanted] ~= 0 then woken[#woken + 1] = waiter end
+  for co in pairs(waiter) do
+    if ready & BITS[sched.waits[co].what] ~= 0 then woken[#woken + 1] = co end
   end
-  for _, waiter in ipairs(woken) do wake(self.sched, waiter, true) end
-  if self.polls[entry.socket] == entry then arm(self, entry, wanted_bits(entry)) end
+  for _, co in ipairs(woken) do wake(sched, co, true) end
+  if self.waiter[fd] then arm(self, fd, wanted_bits(self, fd)) end
 end
 
 -- Wakes the tasks waiting on sockets that were closed under them (the
@@ -739,10 +746,10 @@ end
 local function epoll_scan_closed(self)
   self.scanned = gettime()
   local closed = {}
-  for sock, entry in pairs(self.polls) do
-    if sock:getfd() ~= entry.fd then closed[#closed + 1] = entry end
+  for fd, sock in pairs(self.socket) do
+    if sock:getfd() ~= fd then closed[#closed + 1] = fd end
   end
-  for _, entry in ipairs(closed) do drop_entry(self, entry, true) end
+  for _, fd in ipairs(closed) do drop_fd(self, fd, true) end
 end
 
 -- How long poll may wait (milliseconds), or nil when it must not wait.
@@ -750,7 +757,7 @@ local function epoll_timeout(self, limit)
   local sched = self.sched
   local nearest = expire(self)
   if #sched.ready > 0 then return nil end -- woken by the deadlines: no waiting
-  if next(self.polls) == nil and self.timers == 0 and not limit then
+  if next(self.socket) == nil and self.timers == 0 and not limit then
     error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
   end
   local now = gettime()
@@ -787,12 +794,12 @@ end
 
 -- The run is over: unless tasks still wait on sockets (a run that timed
 -- out, to be continued by the next), the poller's descriptor goes, and
--- with it every registration, which `known` forgets.
+-- with it every registration.
 function EpollBackend:finish()
-  if self.poller and next(self.polls) == nil then
+  if self.poller and next(self.socket) == nil then
     self.poller:close()
     self.poller = nil
-    self.known = setmetatable({}, WEAK_KEYS)
+    self.armed = {}
   end
 end
 
@@ -848,7 +855,8 @@ end
 -- @tparam[opt] number deadline absolute time
 -- @return true, or nil, "timeout"
 function Scheduler:wait_socket(sock, what, deadline)
-  return suspend(self, { socket = sock, what = what, deadline = deadline, co = false, live = false })
+  return suspend(self, { socket = sock, what = what, deadline = deadline, co = false, live = false,
+                         fd = false })
 end
 
 --- Waits until `notify(key)` is called or the deadline passes.
