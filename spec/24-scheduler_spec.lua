@@ -447,15 +447,32 @@ describe("lunatls.Poller", function()
     assert.same({ fd, 3 }, { out[1], out[2] }) -- readable and writable
   end)
 
-  it("a known descriptor the kernel dropped (closed, number reused) is registered again", function()
+  it("a descriptor closed while registered reads 'closed'; its number, reused, is registered again", function()
     local poller = assert(tls.new_poller())
-    finally(function() poller:close() end)
+    local opened = {}
+    finally(function()
+      poller:close()
+      for _, sock in ipairs(opened) do sock:close() end
+    end)
     local a, b = socket_pair()
     local fd = b:getfd()
     assert.is_true(poller:set(fd, 2))
     b:close()
     a:close()
     assert.same({ nil, "epoll_ctl: Bad file descriptor", "closed" }, { poller:set(fd, 2, true) })
+    -- the kernel dropped the registration with the close: `known` is tried
+    -- as a change (ENOENT), then added
+    local reused
+    for _ = 1, 10 do -- the lowest free numbers: b's comes back
+      local c, d = socket_pair()
+      opened[#opened + 1], opened[#opened + 2] = c, d
+      if c:getfd() == fd or d:getfd() == fd then reused = true break end
+    end
+    assert.is_true(reused, "the number was not given again")
+    assert.is_true(poller:set(fd, 2, true))
+    local out = {}
+    assert.equal(1, poller:wait(1000, out))
+    assert.same({ fd, 2 }, { out[1], out[2] })
   end)
 
   it("misuse raises, naming the argument; a closed poller says so", function()
