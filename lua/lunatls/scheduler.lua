@@ -499,24 +499,56 @@ local function expire(self)
   return nil
 end
 
-function LuvBackend:watch(co, wait)
-  local sched = self.sched
+-- The wait ended: its deadline, if any, no longer counts (the heap drops it
+-- later).
+local function end_deadline(self, wait)
+  if wait.live then
+    wait.live = false
+    self.timers = self.timers - 1
+  end
+end
+
+-- What the luv and epoll backends' watch do first: the wait's deadline into
+-- the heap; then the descriptor to watch, or nil (no socket; or a closed
+-- one, whose task is woken to find out by trying).
+local function descriptor_to_watch(self, co, wait)
   if wait.deadline then add_deadline(self, co, wait) end
   local sock = wait.socket
-  if not sock then return end
+  if not sock then return nil end
   local fd = sock:getfd()
-  if fd < 0 then return wake(sched, co, true) end
-  local entry, err = entry_for(self, sock, fd)
-  if not entry then return wake(sched, co, nil, "poll: " .. err, "syscall") end
+  if fd < 0 then
+    wake(self.sched, co, true)
+    return nil
+  end
+  return fd
+end
+
+-- How long the luv and epoll backends' poll may wait (seconds), given the
+-- nearest deadline: at most CLOSED_SCAN (the closed-socket scan) and the
+-- run's limit. `watching`: some task waits on a socket; without that, a
+-- deadline or a limit, nothing could ever wake the tasks.
+local function wait_seconds(self, limit, nearest, watching)
+  if not watching and self.timers == 0 and not limit then
+    error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
+  end
+  local now = gettime()
+  local wait = CLOSED_SCAN
+  if limit then wait = math.min(wait, math.max(0, limit - now)) end
+  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
+  return wait
+end
+
+function LuvBackend:watch(co, wait)
+  local fd = descriptor_to_watch(self, co, wait)
+  if not fd then return end
+  local entry, err = entry_for(self, wait.socket, fd)
+  if not entry then return wake(self.sched, co, nil, "poll: " .. err, "syscall") end
   entry.waiting[co] = wait.what
   update(self, entry)
 end
 
 function LuvBackend:forget(co, wait)
-  if wait.live then
-    wait.live = false
-    self.timers = self.timers - 1
-  end
+  end_deadline(self, wait)
   local entry = wait.socket and self.polls[wait.socket]
   if entry and entry.waiting[co] then
     entry.waiting[co] = nil
@@ -570,13 +602,8 @@ function LuvBackend:poll(limit)
   check_fresh(self)
   local nearest = expire(self)
   if #sched.ready > 0 then return end -- woken by the checks: no waiting
-  if next(self.polls) == nil and self.timers == 0 and not limit then
-    error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
-  end
+  local wait = wait_seconds(self, limit, nearest, next(self.polls) ~= nil)
   now = gettime()
-  local wait = CLOSED_SCAN
-  if limit then wait = math.min(wait, math.max(0, limit - now)) end
-  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
   local ms = math.max(1, math.ceil(wait * 1000))
   self.tick = self.tick or uv.new_timer()
   -- The timer repeats: uv.run("once") runs the timers that are due before
@@ -672,17 +699,14 @@ local function wanted_bits(self, fd)
 end
 
 function EpollBackend:watch(co, wait)
-  local sched = self.sched
-  if wait.deadline then add_deadline(self, co, wait) end
-  local sock = wait.socket
-  if not sock then return end
-  local fd = sock:getfd()
-  if fd < 0 then return wake(sched, co, true) end
+  local fd = descriptor_to_watch(self, co, wait)
+  if not fd then return end
   if not self.poller then
     local poller, err = require("lunatls.core").new_poller()
-    if not poller then return wake(sched, co, nil, "poll: " .. err, "syscall") end
+    if not poller then return wake(self.sched, co, nil, "poll: " .. err, "syscall") end
     self.poller = poller
   end
+  local sock = wait.socket
   local socket_of = self.socket
   local other = socket_of[fd]
   if other and other ~= sock then drop_fd(self, fd, true) end -- closed since: its number reused
@@ -705,10 +729,7 @@ end
 -- A wait that ended leaves its descriptor armed: a report no one waits for
 -- comes at most once, and is ignored.
 function EpollBackend:forget(co, wait)
-  if wait.live then
-    wait.live = false
-    self.timers = self.timers - 1
-  end
+  end_deadline(self, wait)
   local fd = wait.fd
   if not fd then return end
   local waiter = self.waiter[fd]
@@ -757,14 +778,7 @@ local function epoll_timeout(self, limit)
   local sched = self.sched
   local nearest = expire(self)
   if #sched.ready > 0 then return nil end -- woken by the deadlines: no waiting
-  if next(self.socket) == nil and self.timers == 0 and not limit then
-    error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
-  end
-  local now = gettime()
-  local wait = CLOSED_SCAN
-  if limit then wait = math.min(wait, math.max(0, limit - now)) end
-  if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
-  return math.ceil(wait * 1000)
+  return math.ceil(wait_seconds(self, limit, nearest, next(self.socket) ~= nil) * 1000)
 end
 
 function EpollBackend:poll(limit)
