@@ -21,7 +21,11 @@ local client_ctx = assert(tls.new_context { mode = "client", cafile = F .. "ca.p
 local IDLE, STALLED, GARBAGE = 2000, 500, 200
 local ATTACK_SECONDS = 2
 local ROUNDS = 3
-local RSS_SLACK = 6 * 1024 -- KiB (why: the comment above the check)
+-- KiB above the baseline the server's RSS may stay after the attack, and
+-- may grow from the first round to the last (why: the comment above the
+-- checks).
+local RSS_SLACK = { scheduler = 6 * 1024, luv = 6 * 1024, cqueues = 16 * 1024 }
+local RSS_GROWTH = 1024
 
 -- The server's open descriptors and resident memory (KiB).
 local function usage(pid)
@@ -196,16 +200,27 @@ for _, loop in ipairs { "scheduler", "cqueues", "luv" } do
         assert.same({ false }, { state.bad[1] })
       end
       -- Memory: once the attackers are gone and the server has called
-      -- tls.release_memory(), its RSS is back to the baseline (within 6 MiB:
-      -- OpenSSL's and Lua's caches, heap fragments that straddle a page;
-      -- usually 1-2 MiB above it, once 4.2 MiB for the cqueues server in
-      -- all three rounds of a run; without release_memory it stays where
-      -- the attack took it, ~150 MiB: docs/coroutines.md).
+      -- tls.release_memory(), its RSS is back near the baseline (without
+      -- release_memory it stays where the attack took it, ~150 MiB:
+      -- docs/coroutines.md). Near: the allocations still live after the
+      -- attack (1.6 MB on the scheduler's server) pin the pages they landed
+      -- on, 1-1.5 MiB above the baseline on the scheduler and luv. cqueues
+      -- keeps the event, descriptor and wake-up records a burst made in free
+      -- lists for the life of the queue (2.1 MB live after the attack,
+      -- allocated among the connections' memory): 1.8 to 6.4 MiB above it,
+      -- varying from run to run with where they landed, the same in every
+      -- round of a run. Where they land varies; what is live does not: a
+      -- leak shows as growth from round to round (at most ~200 KiB seen;
+      -- 1 MiB is ~400 bytes per attacking connection).
+      local slack = RSS_SLACK[loop]
       for round = 1, ROUNDS do
-        assert.is_true(rounds[round].rss <= rss0 + RSS_SLACK,
+        assert.is_true(rounds[round].rss <= rss0 + slack,
           ("RSS: %d KiB before, %d during round %d, %d after"):format(
             rss0, rounds[round].rss_attack, round, rounds[round].rss))
       end
+      assert.is_true(rounds[ROUNDS].rss - rounds[1].rss <= RSS_GROWTH,
+        ("RSS after each round grew: %d KiB after round 1, %d after round %d"):format(
+          rounds[1].rss, rounds[ROUNDS].rss, ROUNDS))
       assert.is_truthy(server:output():find("servername callback: refusing bad.example", 1, true),
         server:output())
     end)

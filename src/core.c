@@ -155,13 +155,16 @@ void lunatls_newclass(lua_State *L, const char *tname, const luaL_Reg *methods,
 }
 
 /* release_memory(): after a burst of connections (an attack, a peak), gives
- * back what they left behind: a full collection (finalizing the objects no
- * one holds), the pair's cached rings, then glibc's free pages inside its
- * heap, which it otherwise keeps for reuse for the life of the process
- * (only the top of the heap is trimmed by itself). Returns true if the
- * allocator gave memory back to the system. */
+ * back what they left behind: two full collections (the first finalizes the
+ * objects no one holds, but Lua frees a finalized object, and what it
+ * refers to, only in the cycle after its finalizer ran), the pair's cached
+ * rings, then glibc's free pages inside its heap, which it otherwise keeps
+ * for reuse for the life of the process (only the top of the heap is
+ * trimmed by itself). Returns true if the allocator gave memory back to
+ * the system. */
 static int release_memory(lua_State *L) {
     int returned = 0;
+    lua_gc(L, LUA_GCCOLLECT);
     lua_gc(L, LUA_GCCOLLECT);
     lunatls_pair_release_cache(L);
 #ifdef __GLIBC__
