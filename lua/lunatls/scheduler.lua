@@ -486,10 +486,11 @@ local function add_deadline(self, co, wait)
   heap_push(heap, item)
 end
 
--- Wakes the tasks whose deadline has passed; returns the nearest deadline
--- still ahead, or nil.
-local function expire(self)
-  local heap, now = self.heap, gettime()
+-- Wakes the tasks whose deadline has passed by `now` (the caller's
+-- gettime(): one clock reading per poll serves every check in it); returns
+-- the nearest deadline still ahead, or nil.
+local function expire(self, now)
+  local heap = self.heap
   while heap[1] do
     local top = heap[1]
     if top.live and top.deadline > now then return top.deadline end
@@ -523,15 +524,14 @@ local function descriptor_to_watch(self, co, wait)
   return fd
 end
 
--- How long the luv and epoll backends' poll may wait (seconds), given the
--- nearest deadline: at most CLOSED_SCAN (the closed-socket scan) and the
--- run's limit. `watching`: some task waits on a socket; without that, a
--- deadline or a limit, nothing could ever wake the tasks.
-local function wait_seconds(self, limit, nearest, watching)
+-- How long the luv and epoll backends' poll may wait (seconds) from `now`,
+-- given the nearest deadline: at most CLOSED_SCAN (the closed-socket scan)
+-- and the run's limit. `watching`: some task waits on a socket; without
+-- that, a deadline or a limit, nothing could ever wake the tasks.
+local function wait_seconds(self, limit, nearest, watching, now)
   if not watching and self.timers == 0 and not limit then
     error("lunatls.scheduler: deadlock: every task waits on an event no one will signal", 0)
   end
-  local now = gettime()
   local wait = CLOSED_SCAN
   if limit then wait = math.min(wait, math.max(0, limit - now)) end
   if nearest then wait = math.min(wait, math.max(0, nearest - now)) end
@@ -596,14 +596,13 @@ function LuvBackend:poll(limit)
       check_fresh(self)
       uv.run("nowait")
     end
-    expire(self)
+    expire(self, now)
     return
   end
   check_fresh(self)
-  local nearest = expire(self)
+  local nearest = expire(self, now)
   if #sched.ready > 0 then return end -- woken by the checks: no waiting
-  local wait = wait_seconds(self, limit, nearest, next(self.polls) ~= nil)
-  now = gettime()
+  local wait = wait_seconds(self, limit, nearest, next(self.polls) ~= nil, now)
   local ms = math.max(1, math.ceil(wait * 1000))
   self.tick = self.tick or uv.new_timer()
   -- The timer repeats: uv.run("once") runs the timers that are due before
@@ -620,7 +619,7 @@ function LuvBackend:poll(limit)
   self.looked = now
   uv.run("once")
   self.tick:stop()
-  expire(self)
+  expire(self, gettime())
 end
 
 -- The run is over: close the timer (a handle left open would outlive the
@@ -773,12 +772,13 @@ local function epoll_scan_closed(self)
   for _, fd in ipairs(closed) do drop_fd(self, fd, true) end
 end
 
--- How long poll may wait (milliseconds), or nil when it must not wait.
-local function epoll_timeout(self, limit)
+-- How long poll may wait (milliseconds) from `now`, or nil when it must
+-- not wait.
+local function epoll_timeout(self, limit, now)
   local sched = self.sched
-  local nearest = expire(self)
+  local nearest = expire(self, now)
   if #sched.ready > 0 then return nil end -- woken by the deadlines: no waiting
-  return math.ceil(wait_seconds(self, limit, nearest, next(self.socket) ~= nil) * 1000)
+  return math.ceil(wait_seconds(self, limit, nearest, next(self.socket) ~= nil, now) * 1000)
 end
 
 function EpollBackend:poll(limit)
@@ -787,9 +787,9 @@ function EpollBackend:poll(limit)
   local ms = 0
   if #self.sched.ready > 0 then
     -- tasks are ready: look without waiting, at most every LOOK_EVERY seconds
-    if now - self.looked < LOOK_EVERY or not self.poller then return expire(self) end
+    if now - self.looked < LOOK_EVERY or not self.poller then return expire(self, now) end
   else
-    ms = epoll_timeout(self, limit)
+    ms = epoll_timeout(self, limit, now)
     if not ms then return end
   end
   self.looked = now
@@ -803,7 +803,7 @@ function EpollBackend:poll(limit)
   end
   local reports = self.reports
   for i = 1, 2 * n, 2 do reported(self, reports[i], reports[i + 1]) end
-  expire(self)
+  expire(self, ms > 0 and gettime() or now) -- a wait took time; a look did not
 end
 
 -- The run is over: unless tasks still wait on sockets (a run that timed
