@@ -380,16 +380,44 @@ describe("scheduler", function()
     end)
   end
 
-  it("epoll backend: the poller goes when the run ends", function()
-    local sched = scheduler.new { backend = "epoll" }
+  -- Descriptors this process has open.
+  local function open_descriptors()
+    local pipe = assert(io.popen("ls /proc/$PPID/fd")) -- the shell's parent: this process
+    local count = select(2, pipe:read("a"):gsub("\n", ""))
+    pipe:close()
+    return count
+  end
+
+  it("epoll backend: a run that ends lets its poller go; at most one idle poller stays open", function()
     local a, b = socket_pair()
     finally(function() a:close(); b:close() end)
-    sched:spawn(function()
-      a:send("x")
-      scheduler.wait_socket(b, "read", gettime() + 5)
-    end)
-    assert.is_true(sched:run(5))
-    assert.is_nil(sched.backend.poller)
+    local function wait_once(sched)
+      sched:spawn(function()
+        a:send("x")
+        assert(scheduler.wait_socket(b, "read", gettime() + 5))
+        assert.equal("x", b:receive(1))
+      end)
+    end
+    local before = open_descriptors()
+    local pollers = {}
+    for i = 1, 50 do -- each run takes the poller the last one let go
+      local sched = scheduler.new { backend = "epoll" }
+      wait_once(sched)
+      sched:spawn(function() pollers[i] = sched.backend.poller end)
+      assert.is_true(sched:run(5))
+      assert.is_nil(sched.backend.poller)
+    end
+    for i = 2, 50 do assert.equal(pollers[1], pollers[i]) end
+    assert.is_true(open_descriptors() <= before + 1, "descriptors grew over 50 runs")
+    -- two at once: the one let go second is closed
+    local held = scheduler.new { backend = "epoll" }
+    held:spawn(function() scheduler.wait_socket(a, "read", gettime() + 0.2) end)
+    assert.same({ nil, "timeout" }, { held:run(0.05) }) -- its wait goes on: it keeps its poller
+    local other = scheduler.new { backend = "epoll" }
+    wait_once(other)
+    assert.is_true(other:run(5))
+    assert.is_true(held:run(5))
+    assert.is_true(open_descriptors() <= before + 1, "the second idle poller stayed open")
   end)
 
   it("select backend: a descriptor over FD_SETSIZE fails that wait only", function()

@@ -641,11 +641,36 @@ function SelectBackend.finish() end
 -- afterwards: no call to take it out), and a report marks its task ready.
 -- What waits on a descriptor is kept by its number (tables whose keys are
 -- small integers: no table per wait). Deadlines share the luv backend's
--- heap. The poller lives while tasks may wait on sockets: `finish` gives
--- its descriptor back at the end of a run that left no such wait.
+-- heap. A backend holds a poller while tasks may wait on sockets: `finish`
+-- lets it go at the end of a run that left no such wait, to the next run
+-- of any scheduler (idle_poller).
 
 local EpollBackend = {}
 EpollBackend.__index = EpollBackend
+
+-- The poller the last finished run let go, kept for the next run that
+-- waits on a socket: a program that runs a scheduler per task (a client
+-- per request, the benchmark's handshakes) would otherwise make and close
+-- an epoll descriptor per run (~6.7 K instructions per TCP handshake
+-- pair). At most one: a second one let go is closed. Its registrations
+-- may be a finished run's: harmless, as a descriptor nobody waits on is
+-- armed afresh when waited on, and a report nobody waits for is ignored.
+local idle_poller = nil
+
+local function take_poller()
+  local poller = idle_poller
+  idle_poller = nil
+  if poller then return poller end
+  return require("lunatls.core").new_poller()
+end
+
+local function let_go(poller)
+  if idle_poller then
+    poller:close()
+  else
+    idle_poller = poller
+  end
+end
 
 -- Readiness bits (src/poller.c): what each kind of wait asks for.
 local BITS = { read = 1, write = 2, any = 3 }
@@ -656,8 +681,8 @@ function EpollBackend.new(sched)
     poller = nil,      -- made by the first wait on a socket
     waiter = {},       -- fd -> the task waiting on it, or a set of them (several)
     socket = {},       -- fd -> the socket those tasks wait on
-    armed = {},        -- fd -> the bits it is armed for (0: reported since); kept,
-                       -- as the registration is, until the poller goes
+    armed = {},        -- fd -> the bits it is armed for (0: reported since); read
+                       -- only while fd has waiters (the poller may change between runs)
     timers = 0,        -- live deadlines
     heap = {},         -- deadlines (add_deadline)
     reports = {},      -- poller:wait's output, reused
@@ -701,7 +726,7 @@ function EpollBackend:watch(co, wait)
   local fd = descriptor_to_watch(self, co, wait)
   if not fd then return end
   if not self.poller then
-    local poller, err = require("lunatls.core").new_poller()
+    local poller, err = take_poller()
     if not poller then return wake(self.sched, co, nil, "poll: " .. err, "syscall") end
     self.poller = poller
   end
@@ -807,13 +832,11 @@ function EpollBackend:poll(limit)
 end
 
 -- The run is over: unless tasks still wait on sockets (a run that timed
--- out, to be continued by the next), the poller's descriptor goes, and
--- with it every registration.
+-- out, to be continued by the next), the poller goes to the next run.
 function EpollBackend:finish()
   if self.poller and next(self.socket) == nil then
-    self.poller:close()
+    let_go(self.poller)
     self.poller = nil
-    self.armed = {}
   end
 end
 
