@@ -54,10 +54,13 @@ local function check_unread(sock, name)
 end
 
 -- The transport of `sock`, already checked by the caller (new, fastest, adopt).
+-- No settimeout(0): LuaSocket keeps every descriptor nonblocking in the
+-- system (its timeouts are its own waits, in select or poll), so OpenSSL's
+-- reads and writes on it never block, and this transport makes none of
+-- LuaSocket's own calls that a timeout would govern.
 local function make(sock, wait_socket)
   local socket_object
   if type(sock) ~= "number" then
-    sock:settimeout(0)
     if sock.setoption then sock:setoption("tcp-nodelay", true) end
     socket_object = sock
   end
@@ -65,7 +68,7 @@ local function make(sock, wait_socket)
                         wait_socket = wait_socket or scheduler.wait_socket }, Transport)
 end
 
---- Wraps a connected socket: a LuaSocket TCP socket (made nonblocking here),
+--- Wraps a connected socket: a LuaSocket TCP socket (nonblocking in the system, as LuaSocket keeps them),
 -- or an integer descriptor already in nonblocking mode (its owner closes it).
 -- @param sock a LuaSocket TCP socket, or an integer descriptor
 -- @tparam[opt] function wait_socket how to wait, as for
