@@ -12,10 +12,10 @@ end
 -- The coroutine layer needs LuaSocket (clock, select): load it on first use,
 -- so the core alone works without it (then kept: a require per wrap costs
 -- ~0.5 K instructions).
-local stream
+local stream_lib
 local function stream_module()
-  stream = stream or require "lunatls.stream"
-  return stream
+  stream_lib = stream_lib or require "lunatls.stream"
+  return stream_lib
 end
 
 --- Wraps a transport in a TLS stream (see `lunatls.stream` and

@@ -166,11 +166,11 @@ function M.own(resource)
   local co = coroutine_running()
   if not owner_of[co] then return end
   local list = owned[co]
-  if not list then
-    list = setmetatable({}, WEAK_KEYS)
-    owned[co] = list
+  if list then
+    list[resource] = true
+  else -- made with its first key: no growing from empty
+    owned[co] = setmetatable({ [resource] = true }, WEAK_KEYS)
   end
-  list[resource] = true
 end
 
 --- The scheduler running the current coroutine, or nil.
