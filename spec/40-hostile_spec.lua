@@ -207,7 +207,7 @@ for _, loop in ipairs { "scheduler", "cqueues", "luv" } do
       -- on, 1-1.5 MiB above the baseline on the scheduler and luv. cqueues
       -- keeps the event, descriptor and wake-up records a burst made in free
       -- lists for the life of the queue (2.1 MB live after the attack,
-      -- allocated among the connections' memory): 1.8 to 6.4 MiB above it,
+      -- allocated among the connections' memory): 1.6 to 6.3 MiB above it,
       -- varying from run to run with where they landed, the same in every
       -- round of a run. Where they land varies; what is live does not: a
       -- leak shows as growth from round to round (at most ~200 KiB seen;
