@@ -523,7 +523,7 @@ describe("stream reads", function()
     local name, pipe_opts, message = case[1], case[2], case[3]
     it("give what OpenSSL holds decrypted before a failure of the transport (" .. name .. ")", function()
       local client, server, _, server_end = pair(pipe_opts)
-      assert.equal(pipe_opts == nil, server.driver.net == nil)
+      assert.equal(pipe_opts == nil, not server.driver.net)
       run(function() assert(client:handshake()) end, function() assert(server:handshake()) end)
       local got = {}
       run(function()
@@ -585,8 +585,8 @@ describe("lunatls.transport.memory", function()
       local pipe_opts, attached = case[1], case[2]
       local client, server = pair(pipe_opts)
       -- attached: no network end, OpenSSL reads and writes the pipe itself
-      assert.equal(attached, client.driver.net == nil)
-      assert.equal(attached, server.driver.net == nil)
+      assert.equal(attached, not client.driver.net)
+      assert.equal(attached, not server.driver.net)
       local got
       run(function() assert(client:send("hello\n")) end, function() got = server:receive() end)
       assert.equal("hello", got)
