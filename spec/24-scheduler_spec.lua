@@ -3,6 +3,7 @@
 
 local socket = require "socket"
 local scheduler = require "lunatls.scheduler"
+local process = require "helpers.process"
 
 local gettime = socket.gettime
 
@@ -380,14 +381,6 @@ describe("scheduler", function()
     end)
   end
 
-  -- Descriptors this process has open.
-  local function open_descriptors()
-    local pipe = assert(io.popen("ls /proc/$PPID/fd")) -- the shell's parent: this process
-    local count = select(2, pipe:read("a"):gsub("\n", ""))
-    pipe:close()
-    return count
-  end
-
   it("epoll backend: a run that ends lets its poller go; at most one idle poller stays open", function()
     local a, b = socket_pair()
     finally(function() a:close(); b:close() end)
@@ -398,7 +391,7 @@ describe("scheduler", function()
         assert.equal("x", b:receive(1))
       end)
     end
-    local before = open_descriptors()
+    local before = process.open_descriptors()
     local pollers = {}
     for i = 1, 50 do -- each run takes the poller the last one let go
       local sched = scheduler.new { backend = "epoll" }
@@ -408,7 +401,7 @@ describe("scheduler", function()
       assert.is_nil(sched.backend.poller)
     end
     for i = 2, 50 do assert.equal(pollers[1], pollers[i]) end
-    assert.is_true(open_descriptors() <= before + 1, "descriptors grew over 50 runs")
+    assert.is_true(process.open_descriptors() <= before + 1, "descriptors grew over 50 runs")
     -- two at once: the one let go second is closed
     local held = scheduler.new { backend = "epoll" }
     held:spawn(function() scheduler.wait_socket(a, "read", gettime() + 0.2) end)
@@ -417,7 +410,7 @@ describe("scheduler", function()
     wait_once(other)
     assert.is_true(other:run(5))
     assert.is_true(held:run(5))
-    assert.is_true(open_descriptors() <= before + 1, "the second idle poller stayed open")
+    assert.is_true(process.open_descriptors() <= before + 1, "the second idle poller stayed open")
   end)
 
   it("select backend: a descriptor over FD_SETSIZE fails that wait only", function()

@@ -29,10 +29,7 @@ local RSS_GROWTH = 1024
 
 -- The server's open descriptors and resident memory (KiB).
 local function usage(pid)
-  local pipe = assert(io.popen("ls /proc/" .. pid .. "/fd 2>/dev/null | wc -l"))
-  local fds = tonumber(pipe:read("a"))
-  pipe:close()
-  return fds, process.rss_kib(pid)
+  return process.open_descriptors(pid), process.rss_kib(pid)
 end
 
 -- The first bytes of a real ClientHello (a stalled one never finishes).

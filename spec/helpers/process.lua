@@ -60,6 +60,15 @@ function M.rss_kib(pid)
   return tonumber(read_file("/proc/" .. (pid or "self") .. "/status"):match("VmRSS:%s*(%d+)"))
 end
 
+--- How many descriptors process `pid` (default: this one) has open.
+function M.open_descriptors(pid)
+  -- ls runs under a shell, whose parent ($PPID) is this process
+  local pipe = assert(io.popen("ls /proc/" .. (pid or "$PPID") .. "/fd 2>/dev/null | wc -l"))
+  local count = tonumber(pipe:read("a"))
+  pipe:close()
+  return count
+end
+
 --- Sleeps for `seconds` (fractions allowed).
 function M.sleep(seconds)
   socket.sleep(seconds)
