@@ -31,8 +31,11 @@ typedef struct {
     int epfd; /* -1 once closed */
 } lunatls_Poller;
 
+/* The method's self, open: the class check every method makes
+ * (lunatls_checkclass); closed is its own test, as the struct holds a
+ * descriptor, not the pointer lunatls_checkself looks at. */
 static lunatls_Poller *check_poller(lua_State *L) {
-    lunatls_Poller *p = (lunatls_Poller *)luaL_checkudata(L, 1, LUNATLS_POLLER);
+    lunatls_Poller *p = (lunatls_Poller *)lunatls_checkclass(L, 1, UPV_METATABLE, LUNATLS_POLLER);
     if (p->epfd < 0) luaL_error(L, "attempt to use a closed %s", LUNATLS_POLLER);
     return p;
 }

@@ -558,8 +558,8 @@ end
 
 -- Wakes the tasks waiting on sockets that were closed under them (libuv
 -- would never report those).
-local function scan_closed(self)
-  self.scanned = gettime()
+local function scan_closed(self, now)
+  self.scanned = now
   local closed = {}
   for sock, entry in pairs(self.polls) do
     if sock:getfd() ~= entry.fd then closed[#closed + 1] = entry end
@@ -587,7 +587,7 @@ end
 function LuvBackend:poll(limit)
   local sched, uv = self.sched, self.uv
   local now = gettime()
-  if now - self.scanned >= CLOSED_SCAN then scan_closed(self) end
+  if now - self.scanned >= CLOSED_SCAN then scan_closed(self, now) end
   if #sched.ready > 0 then
     -- tasks are ready: look at the sockets without waiting, at most every
     -- LOOK_EVERY seconds (each look is a system call)
@@ -788,8 +788,8 @@ end
 
 -- Wakes the tasks waiting on sockets that were closed under them (the
 -- kernel takes a closed descriptor out of the set without a word).
-local function epoll_scan_closed(self)
-  self.scanned = gettime()
+local function epoll_scan_closed(self, now)
+  self.scanned = now
   local closed = {}
   for fd, sock in pairs(self.socket) do
     if sock:getfd() ~= fd then closed[#closed + 1] = fd end
@@ -808,7 +808,7 @@ end
 
 function EpollBackend:poll(limit)
   local now = gettime()
-  if now - self.scanned >= CLOSED_SCAN then epoll_scan_closed(self) end
+  if now - self.scanned >= CLOSED_SCAN then epoll_scan_closed(self, now) end
   local ms = 0
   if #self.sched.ready > 0 then
     -- tasks are ready: look without waiting, at most every LOOK_EVERY seconds
