@@ -464,6 +464,36 @@ describe("interop: fd mode (new_conn{fd=}), the socket read and written by OpenS
     end
   end)
 
+  it("check_fd on a LuaSocket object: whatever changes the descriptor it holds (close, setfd) "
+     .. "fails the next I/O call; while it holds it, no call asks getfd()", function()
+    local methods, getfd, asked -- LuaSocket's "tcp{client}" class: shared
+    finally(function() if methods then methods.getfd = getfd end end)
+    local changes = {
+      close = function(sock) sock:close() end,
+      ["setfd(-1)"] = function(sock) sock:setfd(-1) end,
+      ["setfd(another)"] = function(sock, fd)
+        local other = assert(socket.tcp())
+        finally(function() other:close() end)
+        sock:setfd(other:getfd()) -- the object now holds a stranger's descriptor
+        other:setfd(fd) -- which closes the connection's when `other` is closed
+      end,
+    }
+    for name, change in pairs(changes) do
+      local client, _, csock = handshaken_pair { check_fd = true }
+      methods = getmetatable(csock).__index
+      getfd = getfd or methods.getfd
+      methods.getfd = function(...) asked = asked + 1; return getfd(...) end
+      asked = 0
+      assert.equal(6, client:write("hello!"), name)
+      assert.same({ nil, "want_read" }, { client:read() }, name)
+      assert.equal(0, asked, name) -- read where LuaSocket keeps it
+      local fd = csock:getfd()
+      change(csock, fd)
+      assert.same({ nil, "the socket was closed under the connection", "eof" }, { client:write("x") }, name)
+      methods.getfd = getfd
+    end
+  end)
+
   it("check_fd: a getfd() that closes the connection meets a busy connection; one that raises "
      .. "leaves it usable", function()
     local listener, port = link.listen()

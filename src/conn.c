@@ -128,16 +128,11 @@ static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
     lua_error(L);
 }
 
-/* Option check_fd: does the socket object given as fd still hold the
- * Conn's descriptor? A socket closed under the Conn says -1, and the system
- * may have given the number to a socket opened since, which OpenSSL would
- * then read and write. If not, the Conn fails, code "eof" (kept: every later
- * call repeats it). Every I/O method asks, after the failed check. The Conn
- * is at index 1. */
-static int socket_still_held(lua_State *L, lunatls_Conn *c) {
+/* The descriptor the socket object given as fd says it holds now, from its
+ * getfd() method; -1 when it says none (or something other than a number). */
+static lua_Integer asked_fd(lua_State *L, lunatls_Conn *c) {
     lua_Integer fd;
     int isnum, status;
-    if (!c->check_fd) return 1;
     lua_getiuservalue(L, 1, CONN_UV_TRANSPORT);
     lua_getfield(L, -1, "getfd");
     lua_insert(L, -2);
@@ -149,7 +144,18 @@ static int socket_still_held(lua_State *L, lunatls_Conn *c) {
     if (status != LUA_OK) lua_error(L);
     fd = lua_tointegerx(L, -1, &isnum); /* LuaSocket's getfd() gives a float */
     lua_pop(L, 1);
-    if (isnum && fd == c->fd) return 1;
+    return isnum ? fd : -1;
+}
+
+/* Option check_fd: does the socket object given as fd still hold the
+ * Conn's descriptor? A socket closed under the Conn says -1, and the system
+ * may have given the number to a socket opened since, which OpenSSL would
+ * then read and write. If not, the Conn fails, code "eof" (kept: every later
+ * call repeats it). Every I/O method asks, after the failed check. The Conn
+ * is at index 1. */
+static int socket_still_held(lua_State *L, lunatls_Conn *c) {
+    if (!c->check_fd) return 1;
+    if (c->fd_word != NULL ? *c->fd_word == c->fd : asked_fd(L, c) == c->fd) return 1;
     lua_pushliteral(L, "the socket was closed under the connection");
     lua_pushliteral(L, "eof");
     lua_pop(L, keep_failure(L, c, 2));
@@ -267,12 +273,33 @@ static void take_fd(lua_State *L, lunatls_Conn *c, int ud) {
     BIO_set_close(SSL_get_rbio(c->ssl), BIO_CLOSE);
 }
 
+/* LuaSocket's TCP objects ("tcp{client}", "tcp{server}": its tcp.c) are
+ * userdata that begin with their descriptor (t_tcp's first member, an int;
+ * close() and setfd() change it, -1 once closed). check_fd reads it there:
+ * getfd() through the object's metatable and a protected call cost ~800
+ * instructions per I/O call, a sixth of what a 1 KiB message costs the
+ * stream over and above OpenSSL (bench/README.md). Only for those classes,
+ * and only when the word holds the Conn's descriptor now; anything else is
+ * asked with getfd() each time. The Conn keeps the object (its transport
+ * uservalue), so the word stays where it is. */
+static const int *luasocket_fd_word(lua_State *L, int idx, int fd) {
+    static const char *const classes[] = {"tcp{client}", "tcp{server}"};
+    size_t i;
+    for (i = 0; i < sizeof classes / sizeof classes[0]; i++) {
+        const int *word = (const int *)luaL_testudata(L, idx, classes[i]);
+        if (word != NULL && lua_rawlen(L, idx) >= sizeof(int) && *word == fd) return word;
+    }
+    return NULL;
+}
+
 /* Option check_fd (socket_still_held): only with fd a socket object, which
- * is asked for its descriptor before each I/O call (~0.7-1 K instructions). */
+ * is asked for its descriptor before each I/O call (or read directly:
+ * luasocket_fd_word). */
 static void set_check_fd(lua_State *L, lunatls_Conn *c, int ud) {
     if (!lunatls_opt_boolean(L, OPTS, "check_fd", 0)) return;
     if (!c->fd_mode || lua_getiuservalue(L, ud, CONN_UV_TRANSPORT) == LUA_TNUMBER)
         luaL_argerror(L, OPTS, "option 'check_fd' needs option 'fd' to be a socket object");
+    c->fd_word = luasocket_fd_word(L, -1, c->fd);
     lua_pop(L, 1);
     c->check_fd = 1;
 }

@@ -59,6 +59,8 @@ typedef struct {
     int fd_mode;
     int fd;               /* fd mode: the descriptor */
     int check_fd;         /* option check_fd: the socket object must still hold fd */
+    const int *fd_word;   /* check_fd on a LuaSocket TCP object: where it keeps its
+                           * descriptor (conn.c, luasocket_fd_word); else NULL */
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
