@@ -75,8 +75,8 @@ core.OPENSSL_VERSION = "OpenSSL 3.0.x"
 local Context = {}
 
 --- Creates a connection (C: `lunatls_conn_new`, src/conn.c).
--- @tparam[opt] table options `server_name`, `bio`, `fd`, `close_fd`, `read_ahead`, `buffer_size`,
--- `session`, `alpn` (docs/api.md)
+-- @tparam[opt] table options `server_name`, `bio`, `fd`, `close_fd`, `check_fd`, `read_ahead`, `buffer_size`,
+-- `session`, `alpn`, `callback_errors` (docs/api.md)
 -- @return a `Conn`
 function Context:new_conn(options) end
 

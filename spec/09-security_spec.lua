@@ -419,6 +419,37 @@ describe("callbacks", function()
     assert.matches("internal error", message)
   end)
 
+  it("callback_errors = \"return\": the method returns the callback's error as the connection's "
+     .. "failure, and raises nothing", function()
+    -- the servername callback (OpenSSL aborts the handshake) and keylog
+    -- (OpenSSL goes on): the connection is failed either way
+    local cases = {
+      { server_ctx = pair.server_context { servername = function() error("no such tenant", 0) end },
+        side = "server", message = "do_handshake: a callback raised an error: no such tenant" },
+      { client_ctx = pair.client_context { keylog = function() error({}) end },
+        side = "client", message = "do_handshake: a callback raised an error (a table value)" },
+    }
+    for _, case in ipairs(cases) do
+      local p = pair.new { server_ctx = case.server_ctx, client_ctx = case.client_ctx,
+                           client = { server_name = "localhost", callback_errors = "return" },
+                           server = { callback_errors = "return" } }
+      local failed = { nil, case.message, "callback" }
+      local results
+      for _ = 1, 10 do
+        results = { p[case.side].conn:do_handshake() }
+        if results[3] then break end
+        local other = p[case.side == "client" and "server" or "client"].conn
+        other:do_handshake()
+        p:pump()
+      end
+      assert.same(failed, results)
+      assert.same(failed, { p[case.side].conn:read() }) -- kept
+      assert.same(failed, { p[case.side].conn:write("x") })
+    end
+    pair.assert_bad_argument(function() pair.client_context():new_conn { callback_errors = "ignore" } end,
+      1, "new_conn", "option 'callback_errors': invalid value 'ignore' (expected 'raise' or 'return')")
+  end)
+
   local CHANGES_STATE = { do_handshake = true, read = true, read_into = true, write = true, shutdown = true, close = true,
                           set_connect_state = true, set_accept_state = true, key_update = true,
                           set_context = true, verify_client_post_handshake = true }

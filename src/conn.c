@@ -17,7 +17,7 @@
 
 static const char *const conn_options[] = {
     "server_name", "bio", "fd", "close_fd", "check_fd", "read_ahead", "session", "alpn", "buffer_size",
-    NULL,
+    "callback_errors", NULL,
 };
 
 #define OPTS 2 /* new_conn's options table: argument 2, a snapshot (options.c) */
@@ -105,18 +105,21 @@ static void enter_call(lua_State *L, lunatls_Conn *c) {
 /* Ends the call that returned ret (1: success, <= 0: failure). An error a
  * Lua callback raised during it is raised now; when OpenSSL aborted the
  * call because of it (the servername callback: an internal_error alert),
- * the connection is failed with that error, code "callback". */
-static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
+ * the connection is failed with that error, code "callback". With option
+ * callback_errors = "return" the connection is failed either way and
+ * nothing is raised: returns 1, and the method returns repeat_failure()
+ * (the stream's way: no protected call around every read and write). */
+static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
     int aborted;
     c->L = NULL;
-    if (!c->callback_failed) return;
+    if (!c->callback_failed) return 0;
     c->callback_failed = 0;
     aborted = ret <= 0 && is_fatal(SSL_get_error(c->ssl, ret));
     ERR_clear_error();
     lua_getiuservalue(L, 1, CONN_UV_ERROR);
     lua_pushnil(L);
     lua_setiuservalue(L, 1, CONN_UV_ERROR);
-    if (aborted) {
+    if (aborted || c->return_callback_errors) {
         if (lua_type(L, -1) == LUA_TSTRING)
             lua_pushfstring(L, "%s: a callback raised an error: %s", op, lua_tostring(L, -1));
         else
@@ -125,7 +128,8 @@ static void end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
         lua_pushliteral(L, "callback");
         lua_pop(L, keep_failure(L, c, 2));
     }
-    lua_error(L);
+    if (c->return_callback_errors) return 1;
+    return lua_error(L);
 }
 
 /* The descriptor the socket object given as fd says it holds now, from its
@@ -304,6 +308,13 @@ static void set_check_fd(lua_State *L, lunatls_Conn *c, int ud) {
     c->check_fd = 1;
 }
 
+/* Option callback_errors: "raise" (the default: the method that was running
+ * raises the callback's error) or "return" (end_call). */
+static void set_callback_errors(lua_State *L, lunatls_Conn *c) {
+    static const char *const ways[] = {"raise", "return", NULL};
+    c->return_callback_errors = lunatls_opt_choice(L, OPTS, "callback_errors", "raise", ways) == 1;
+}
+
 /* Option read_ahead: OpenSSL reads as many bytes as its buffer takes (16 KiB
  * and more) instead of each record's header, then its body. Over a socket a
  * record then costs no read call of its own: small records of a bulk
@@ -412,6 +423,7 @@ int lunatls_conn_new(lua_State *L) {
     attach_transport(L, c, 3);
     set_check_fd(L, c, 3);
     set_read_ahead(L, c);
+    set_callback_errors(L, c);
     set_peer_options(L, c, ctx);
     set_alpn_override(L, c);
     take_fd(L, c, 3);
@@ -427,7 +439,7 @@ static int conn_do_handshake(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_do_handshake(c->ssl);
-    end_call(L, c, "do_handshake", ret);
+    if (end_call(L, c, "do_handshake", ret)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -466,7 +478,7 @@ static void release_idle_buffers(lunatls_Conn *c) {
  * usually "want_read", the connection idle (asked once: SSL_get_error
  * costs ~250 instructions); else the failure. */
 static int nothing_read(lua_State *L, lunatls_Conn *c) {
-    end_call(L, c, "read", 0);
+    if (end_call(L, c, "read", 0)) return repeat_failure(L);
     if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) {
         release_idle_buffers(c);
         return lunatls_push_status(L, UPV_WANT_READ, STATUS_SECOND);
@@ -548,10 +560,10 @@ static int conn_read(lua_State *L) {
     if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
-        end_call(L, c, "read", 1);
+        if (end_call(L, c, "read", 1)) return repeat_failure(L);
         return 1;
     }
-    end_call(L, c, "read", 1);
+    if (end_call(L, c, "read", 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     lua_pushlstring(L, buf, n);
     return 1;
@@ -573,7 +585,7 @@ static int conn_read_into(lua_State *L) {
     if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
-    end_call(L, c, "read", 1);
+    if (end_call(L, c, "read", 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;
     lua_pushinteger(L, (lua_Integer)n);
@@ -620,7 +632,7 @@ static int conn_write(lua_State *L) {
     while (total < len && (ret = SSL_write_ex(c->ssl, data + total, one_record(c, len - total),
                                               &n)) == 1)
         total += n;
-    end_call(L, c, "write", total > 0 ? 1 : ret);
+    if (end_call(L, c, "write", total > 0 ? 1 : ret)) return repeat_failure(L);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
     if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
     lua_pushinteger(L, (lua_Integer)total);
@@ -635,7 +647,7 @@ static int conn_shutdown(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_shutdown(c->ssl);
-    end_call(L, c, "shutdown", ret < 0 ? ret : 1);
+    if (end_call(L, c, "shutdown", ret < 0 ? ret : 1)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -675,7 +687,7 @@ static int conn_key_update(lua_State *L) {
     enter_call(L, c);
     ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
                                                      : SSL_KEY_UPDATE_NOT_REQUESTED);
-    end_call(L, c, "key_update", 1);
+    if (end_call(L, c, "key_update", 1)) return repeat_failure(L);
     if (ret != 1) {
         const char *reason = lunatls_last_reason();
         lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");

@@ -62,6 +62,7 @@ typedef struct {
     const int *fd_word;   /* check_fd on a LuaSocket TCP object: where it keeps its
                            * descriptor (conn.c, luasocket_fd_word); else NULL */
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
+    int return_callback_errors; /* option callback_errors = "return" (conn.c, end_call) */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the

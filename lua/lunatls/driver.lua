@@ -304,8 +304,7 @@ function Driver:read_now(max)
   if n == 0 then return nil end
   self.moved = self.moved + n
   local conn = self.conn
-  local ok, data = pcall(conn.read, conn, max)
-  return ok and data or nil
+  return conn.read(conn, max) or nil
 end
 
 --- Waits as the connection asked (`want`: "want_read" or "want_write").
@@ -329,14 +328,14 @@ end
 -- bytes after every call and waiting as asked. `status_first`: the method
 -- returns its status word first (do_handshake, shutdown) rather than after
 -- a nil (read, write). A Lua callback that raised inside the core (e.g.
--- `servername`) is a failure of this connection, code "callback".
+-- `servername`) is a failure of this connection, code "callback": the
+-- stream makes its connections with `callback_errors = "return"`.
 -- @return what the last call returned, or nil, Failure
 function Driver:drive(deadline, method, status_first, arg, i, j)
   local conn = self.conn
   while true do
-    local ok, a, b, c = pcall(conn[method], conn, arg, i, j)
+    local a, b, c = conn[method](conn, arg, i, j)
     if self.kicks and self.transport.waiting then self.transport:kick() end
-    if not ok then return nil, M.failure(tostring(a), "callback") end
     local pushed, failure = self:push(deadline)
     local want
     if status_first then want = a elseif a == nil then want = b end
@@ -344,8 +343,8 @@ function Driver:drive(deadline, method, status_first, arg, i, j)
       return a, b, c -- a result (a failed push is the next write's business)
     end
     if want == "want_write" and not pushed then return nil, failure end
-    ok, failure = self:await(want, deadline)
-    if not ok then return nil, failure end
+    local waited, why = self:await(want, deadline)
+    if not waited then return nil, why end
   end
 end
 
@@ -372,9 +371,8 @@ function Driver:read(deadline, max)
     if not took then early_failure = failure end
   end
   while true do
-    local ok, data, status, code = pcall(conn.read, conn, max)
+    local data, status, code = conn.read(conn, max)
     if self.kicks and self.transport.waiting then self.transport:kick() end
-    if not ok then return nil, M.failure(tostring(data), "callback") end
     -- data: OpenSSL wrote nothing (a KeyUpdate's answer waits for the next
     -- write), and no call is spent on looking
     if data then
@@ -390,8 +388,8 @@ function Driver:read(deadline, max)
       return nil, status, code -- a result (a failed push is the next write's business)
     end
     if status == "want_write" and not pushed then return nil, failure end
-    ok, failure = self:await(status, deadline)
-    if not ok then return nil, failure end
+    local waited, why = self:await(status, deadline)
+    if not waited then return nil, why end
   end
 end
 

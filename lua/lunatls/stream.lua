@@ -23,8 +23,8 @@ local scheduler = require "lunatls.scheduler"
 
 local gettime = socket.gettime
 local running = coroutine.running
--- every send and receive calls these: upvalues, not lookups in _ENV
-local pcall, type = pcall, type
+-- every send and receive calls it: an upvalue, not a lookup in _ENV
+local type = type
 local TIMEOUT, CLOSED = driver.TIMEOUT, driver.CLOSED
 
 local M = {}
@@ -147,10 +147,14 @@ function M.wrap(transport, ctx, opts)
     error("wrap: bad argument #1 (a transport expected: see docs/transports.md)", 2)
   end
   opts = opts or {}
-  -- made with room for the usual four keys (what the transport adds below,
+  -- made with room for the usual five keys (what the transport adds below,
   -- a server_name): a table filled from empty grows three times on the way
-  -- (~0.5 K instructions each)
-  local conn_opts = { fd = nil, close_fd = nil, read_ahead = nil, server_name = nil }
+  -- (~0.5 K instructions each). A Lua callback's error fails the connection
+  -- (code "callback") instead of raising out of the method that ran: the
+  -- stream and its driver call the connection without a protected call
+  -- (~430 instructions each, two per message).
+  local conn_opts = { fd = nil, close_fd = nil, read_ahead = nil, server_name = nil,
+                      callback_errors = "return" }
   for key, value in pairs(opts) do
     if CONN_OPTIONS[key] then
       conn_opts[key] = value
@@ -379,14 +383,10 @@ local function push_now(self, drv, j)
 end
 
 --- send's common case after a write that did not take all of `data[i..j]`
--- (`ok, n, status, code`: what `pcall(conn.write, ...)` returned). Returns
--- send's results, or false when the general path must go on: then
--- `self.retry` holds what OpenSSL may hold of the bytes.
-local function write_short(self, data, i, j, ok, n, status, code)
-  if not ok then -- a Lua callback raised inside the core (as Driver:drive)
-    local _, message, failed_code = die(self, driver.failure(tostring(n), "callback"))
-    return nil, message, failed_code, i - 1
-  end
+-- (`n, status, code`: what `conn:write` returned). Returns send's results,
+-- or false when the general path must go on: then `self.retry` holds what
+-- OpenSSL may hold of the bytes.
+local function write_short(self, data, i, j, n, status, code)
   if n == nil and status ~= "want_read" and status ~= "want_write" then
     -- failed outright: OpenSSL holds none of these bytes, the stream owes none
     local _, message, failed_code = fail(self, write_failure(status, code))
@@ -425,14 +425,14 @@ function Stream:send(data, i, j)
   if i <= j and j - i < CHUNK and self.handshake_flushed and not self.retry and not drv.writer
      and (not drv.net -- over a descriptor nothing waits to reach the transport
           or not drv.sending and drv.flushing == 0 and drv.out == "" and not drv.write_error) then
-    local ok, n, status, code
+    local n, status, code
     if i == 1 and j == #data then -- the whole string: conn:write reads no range
-      ok, n, status, code = pcall(conn_write, self.conn, data)
+      n, status, code = conn_write(self.conn, data)
     else
-      ok, n, status, code = pcall(conn_write, self.conn, data, i, j)
+      n, status, code = conn_write(self.conn, data, i, j)
     end
     local a, b, c, d
-    if ok and n == j - i + 1 then
+    if n == j - i + 1 then
       drv.moved = drv.moved + n
       if not drv.net then -- OpenSSL wrote it to the transport itself
         if drv.kicks and self.transport.waiting then self.transport:kick() end
@@ -440,7 +440,7 @@ function Stream:send(data, i, j)
       end
       a, b, c, d = push_now(self, drv, j)
     else -- (an attached pipe is kicked by the general path's next call, before any wait)
-      a, b, c, d = write_short(self, data, i, j, ok, n, status, code)
+      a, b, c, d = write_short(self, data, i, j, n, status, code)
     end
     if a ~= false then return a, b, c, d end
     i = j + 1 -- the stream owes these bytes (self.retry): the general path completes them
@@ -516,9 +516,9 @@ local function read_now(self, max)
     return false
   end
   if drv.net then return drv:read_now(max) or false end -- the transport's bytes first
-  local ok, data = pcall(conn_read, self.conn, max)
+  local data = conn_read(self.conn, max)
   if drv.kicks and self.transport.waiting then self.transport:kick() end
-  if not (ok and data) then return false end
+  if not data then return false end
   drv.moved = drv.moved + #data
   return data
 end
@@ -795,15 +795,15 @@ end
 -- handshake, the answer stays "maybe".
 local function read_held(self)
   if self.reader or not self.handshaken or self.dead or self.peer_closed then return true end
-  local ok, data, status = pcall(conn_read, self.conn, CHUNK)
+  local data, status = conn_read(self.conn, CHUNK)
   local drv = self.driver
   if drv.kicks and self.transport.waiting then self.transport:kick() end
-  if ok and data then
+  if data then
     if not drv.net then drv.moved = drv.moved + #data end -- as Driver:read counts
     self.inbuf = data
     return true
   end
-  return not ok or status ~= "want_read"
+  return status ~= "want_read"
 end
 
 --- May a receive give something without new bytes from the socket? Bytes
