@@ -284,3 +284,39 @@ describe("lunatls server against", function()
     end
   end)
 end)
+
+describe("the peers' harness", function()
+  -- The class of flake behind this: a peer that gives up on what the server
+  -- sends after the handshake when the machine is slow (CI runs suites side
+  -- by side). This server is slow on purpose: its tickets go out 0.3 s after
+  -- the client's Finished has arrived.
+  it("gnutls-cli resumes a TLS 1.3 session whose ticket comes late", function()
+    local listener = assert(socket.bind("127.0.0.1", 0))
+    finally(function() listener:close() end)
+    local _, port = listener:getsockname()
+    local ctx = assert(tls.new_context { mode = "server", certificate = F .. "server.pem", key = F .. "server.key" })
+    local client = peers.gnutls_client(tonumber(port), "hello\n", { version = "tls1.3" })
+    finally(function() client:kill() end)
+    listener:settimeout(10)
+    local reused = {}
+    for i = 1, 2 do
+      local sock = assert(listener:accept())
+      finally(function() sock:close() end)
+      sock:settimeout(0)
+      local conn = ctx:new_conn { fd = sock }
+      local status, message
+      for call = 1, 20 do
+        status, message = conn:do_handshake()
+        if status ~= "want_read" then break end
+        socket.select({ sock }, nil, 5)
+        if call == 1 then socket.sleep(0.3) end -- the client's Finished waits
+      end
+      assert.equal("done", status, message)
+      reused[i] = conn:session_reused()
+      conn:shutdown()
+      sock:close()
+    end
+    assert.same({ false, true }, reused)
+    assert.truthy(settled_output(client, 5):find("*** This is a resumed session", 1, true))
+  end)
+end)
