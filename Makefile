@@ -159,15 +159,12 @@ asan: deps-robust all $(SAN_MODULE) $(SAN_BUILD)/unpreload.so $(LOOPBACK_SHIM)
 	  LD_PRELOAD="$(SAN_PRELOAD)" $(ROBUST_BUSTED) --cpath='$(SAN_BUILD)/?.so' \
 	  --helper=spec/helpers/robust.lua
 
-# Under memcheck everything runs 20 to 50 times slower. Three tests whose own
+# Under memcheck everything runs 20 to 50 times slower. Two tests whose own
 # wall-clock deadlines cannot hold then are left out by name: the 7-byte-pipe
-# write-retry stream test, the 200 clients fed one byte at a time, and the
-# TLS 1.3 resumption with gnutls-cli (gnutls-cli hangs up before a slow
-# server's ticket arrives). busted closes the Lua state at exit, so every
-# object the suite made is finalized and anything not freed then counts as
-# lost.
-VALGRIND_SKIP    = --filter-out="write%-retry rule" --filter-out="arrive one byte at a time" \
-                   --filter-out="gnutls%-cli, tls1%.3.*resumption"
+# write-retry stream test and the 200 clients fed one byte at a time. busted
+# closes the Lua state at exit, so every object the suite made is finalized
+# and anything not freed then counts as lost.
+VALGRIND_SKIP    = --filter-out="write%-retry rule" --filter-out="arrive one byte at a time"
 
 valgrind: deps-robust all $(LOOPBACK_SHIM)
 	LUNATLS_SANITIZER=valgrind LUNATLS_EXPECT_MODULE=$(MODULE) \
