@@ -17,7 +17,8 @@
  *
  *   harness WORKLOAD N [FIXTURES]
  *
- * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory,
+ * WORKLOAD: handshake | resume | bulk16k | bulk1k | bulk64 | msg1k | memory |
+ * bare_client | bare_server (memory: one idle end with no BIO, OpenSSL's floor),
  * and over loopback TCP: sock_handshake | sock_bulk16k | sock_bulk1k |
  * sock_bulk64 | sock_msg1k (each SSL on its BIO pair, the application moving
  * the bytes with recv/send: what lunatls's socket transport does) and the
@@ -632,6 +633,16 @@ static long rss_bytes(void) {
     return resident * sysconf(_SC_PAGESIZE);
 }
 
+/* One small message each way between an established pair. */
+static void ping_pong(End *client, End *server) {
+    write_all(client, "ping", 4);
+    pump(client->net, server->net);
+    if (read_all(server) != 4) die("ping");
+    write_all(server, "pong", 4);
+    pump(server->net, client->net);
+    if (read_all(client) != 4) die("pong");
+}
+
 /* n idle established connections (n/2 client-server pairs), each having
  * exchanged one small message each way. */
 static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
@@ -645,12 +656,7 @@ static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
     for (i = 0; i < pairs; i++) {
         End *client = &ends[2 * i], *server = &ends[2 * i + 1];
         open_pair(cctx, sctx, client, server);
-        write_all(client, "ping", 4);
-        pump(client->net, server->net);
-        if (read_all(server) != 4) die("ping");
-        write_all(server, "pong", 4);
-        pump(server->net, client->net);
-        if (read_all(client) != 4) die("pong");
+        ping_pong(client, server);
     }
     m1 = mallinfo2();
     rss1 = rss_bytes();
@@ -661,12 +667,44 @@ static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
     free(ends);
 }
 
+/* bare_client, bare_server: n idle established ends of one kind, as
+ * run_memory makes them, the other end of each pair closed at once and the
+ * kept end's BIOs freed (SSL_set_bio(ssl, NULL, NULL)): what OpenSSL alone
+ * holds for an idle end, the floor under any binding's figure for the same
+ * end (lunatls_bench.lua memory_client, memory_server). */
+static void run_bare(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n) {
+    int keep_client = strcmp(workload, "bare_client") == 0;
+    SSL **kept = calloc((size_t)n, sizeof *kept);
+    struct mallinfo2 m0, m1;
+    long rss0, rss1, i;
+    if (kept == NULL) die("calloc");
+    m0 = mallinfo2();
+    rss0 = rss_bytes();
+    for (i = 0; i < n; i++) {
+        End client, server, *keep;
+        open_pair(cctx, sctx, &client, &server);
+        ping_pong(&client, &server);
+        keep = keep_client ? &client : &server;
+        end_close(keep_client ? &server : &client);
+        SSL_set_bio(keep->ssl, NULL, NULL); /* frees the pair's inner end */
+        BIO_free(keep->net);
+        kept[i] = keep->ssl;
+    }
+    m1 = mallinfo2();
+    rss1 = rss_bytes();
+    printf("RESULT impl=c workload=%s n=%ld rss_per_conn=%.0f heap_per_conn=%.0f unit=B\n", workload, n,
+           (double)(rss1 - rss0) / (double)n, (double)(m1.uordblks - m0.uordblks) / (double)n);
+    for (i = 0; i < n; i++) SSL_free(kept[i]);
+    free(kept);
+}
+
 int main(int argc, char **argv) {
     SSL_CTX *cctx, *sctx;
     const char *workload;
     long n;
     if (argc < 3) {
         fprintf(stderr, "usage: harness handshake|resume|bulk16k|bulk1k|bulk64|msg1k|memory"
+                        "|bare_client|bare_server"
                         "|sock_...|tcp_... N [fixtures]\n");
         return 2;
     }
@@ -682,6 +720,8 @@ int main(int argc, char **argv) {
     else if (bulk_size(workload) > 0) run_bulk(cctx, sctx, workload, bulk_size(workload), n);
     else if (strcmp(workload, "msg1k") == 0) run_messages(cctx, sctx, n);
     else if (strcmp(workload, "memory") == 0) run_memory(cctx, sctx, n);
+    else if (strcmp(workload, "bare_client") == 0 || strcmp(workload, "bare_server") == 0)
+        run_bare(cctx, sctx, workload, n);
     else if (!run_over_tcp(cctx, sctx, workload, n)) die("unknown workload");
     SSL_CTX_free(cctx);
     SSL_CTX_free(sctx);
