@@ -49,6 +49,15 @@ describe("bench smoke run", function()
     assert.is_true(tonumber(l) > 4 * 1024 and tonumber(l) < 1024 * 1024, "lunatls bytes per connection " .. l)
   end)
 
+  it("measures each kind of idle end, and OpenSSL's own share of it (bare_*)", function()
+    for _, kind in ipairs { "client end, BIO pair", "server end, BIO pair" } do
+      local l, bare = out:match("\n" .. kind .. "%s+(%d+) B%s+%d+ B%s+(%d+) B")
+      assert.is_truthy(l, kind .. " row missing:\n" .. out)
+      -- an SSL with nothing else: more than 4 KiB, and less than lunatls's end, which holds it
+      assert.is_true(tonumber(bare) > 4 * 1024 and tonumber(bare) < tonumber(l), kind .. ": " .. bare .. " of " .. l)
+    end
+  end)
+
   it("runs the loopback TCP comparison, peers included when installed", function()
     for _, workload in ipairs { "handshake", "bulk16k", "bulk1k", "bulk64" } do
       local row = out:match("\n(" .. workload .. " [^\n]*)", out:find("loopback TCP", 1, true))
