@@ -18,6 +18,15 @@ return function(core, fixtures)
   end
   local server_ctx = ctx { mode = "server", certificate = fixtures .. "server.pem", key = fixtures .. "server.key",
                            alpn = { "h2", "http/1.1" }, verify = "peer", cafile = fixtures .. "ca.pem" }
+  -- A client whose keylog callback always raises (a string, a table or a
+  -- number: what the input chose when it made the last such connection).
+  -- Its connections take callback_errors = "return", so every I/O call that
+  -- meets the callback must return nil, "<method>: a callback raised an
+  -- error...", "callback" and the failure stick, never raise or go on.
+  local raising_kinds = { "fuzz: keylog raises", {}, 42 }
+  local raising_kind = raising_kinds[1]
+  local raising_client = ctx { mode = "client", cafile = fixtures .. "ca.pem",
+                               keylog = function() error(raising_kind) end }
   local contexts = {
     client = {
       ctx { mode = "client", cafile = fixtures .. "ca.pem" },
@@ -105,6 +114,12 @@ return function(core, fixtures)
     if b % 4 == 0 then opts.buffer_size = 1 + (b >> 2) * 256 end
     if b % 8 == 2 then opts.read_ahead = true end -- records kept inside OpenSSL
     if b % 8 == 1 then opts = proxy(opts) end
+    -- (3 and 7 meant nothing before: the stored inputs keep their calls)
+    if b % 8 == 3 then opts.callback_errors = "return" end
+    if b % 8 == 7 and client then
+      c, opts.callback_errors = raising_client, "return"
+      raising_kind = raising_kinds[(b >> 3) % 3 + 1]
+    end
     if r.conns[i] then r.conns[i]:close() end
     -- a session whose server is not valid for the name is refused (raises)
     local ok, conn = guarded(c.new_conn, c, opts)

@@ -450,6 +450,46 @@ describe("callbacks", function()
       1, "new_conn", "option 'callback_errors': invalid value 'ignore' (expected 'raise' or 'return')")
   end)
 
+  -- A client's first write before its handshake is done: SSL_write finishes
+  -- the handshake (keylog runs, and raises; OpenSSL goes on), then takes the
+  -- bytes, which reach the server. Found by fuzz/api.lua (its raising client):
+  -- the write said it failed although the server read its bytes.
+  local function write_finishing_handshake(callback_errors)
+    local p = pair.new { client_ctx = pair.client_context { keylog = function() error("log full", 0) end },
+                         client = { server_name = "localhost", callback_errors = callback_errors } }
+    assert.equal("want_read", p.client.conn:do_handshake())
+    p:pump()
+    assert.equal("want_read", p.server.conn:do_handshake())
+    p:pump()
+    return p, table.pack(pcall(p.client.conn.write, p.client.conn, "request"))
+  end
+
+  local function server_reads(p)
+    p:pump()
+    p.server.conn:do_handshake()
+    return p.server.conn:read()
+  end
+
+  it("a callback's error in a call that moved bytes: with \"return\", the call reports them and the "
+     .. "next call the failure", function()
+    local p, results = write_finishing_handshake("return")
+    assert.same({ true, 7, n = 2 }, results)
+    local failed = { nil, "write: a callback raised an error: log full", "callback" }
+    assert.same(failed, { p.client.conn:write("again") })
+    assert.same(failed, { p.client.conn:read() })
+    assert.equal("request", server_reads(p))
+  end)
+
+  it("a callback's error in a call that moved bytes: raised, the connection failed (a retry must not "
+     .. "send them again)", function()
+    local p, results = write_finishing_handshake(nil)
+    assert.same({ false, "log full", n = 2 }, results)
+    assert.same({ nil, "write: a callback raised an error: log full", "callback" },
+                { p.client.conn:write("request") })
+    assert.equal("request", server_reads(p))
+    assert.same({ nil, "want_read" }, { p.server.conn:read() }) -- once
+  end)
+
   local CHANGES_STATE = { do_handshake = true, read = true, read_into = true, write = true, shutdown = true, close = true,
                           set_connect_state = true, set_accept_state = true, key_update = true,
                           set_context = true, verify_client_post_handshake = true }

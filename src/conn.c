@@ -39,6 +39,7 @@ lunatls_Conn *lunatls_checkconn(lua_State *L, int idx) {
 /* Keeps the failure whose message and code are the two values on the stack
  * top; returns n (the results pushed). The Conn is at stack index 1. */
 static int keep_failure(lua_State *L, lunatls_Conn *c, int n) {
+    if (c->failed) return n; /* the first failure is the one repeated */
     lua_createtable(L, 2, 0);
     lua_pushvalue(L, -3);
     lua_rawseti(L, -2, 1);
@@ -64,6 +65,17 @@ static int io_failure(lua_State *L, lunatls_Conn *c, int ret, const char *op,
                       lunatls_StatusStyle style) {
     int fatal, n = lunatls_io_result(L, c, ret, op, style, &fatal);
     return fatal ? keep_failure(L, c, n) : n;
+}
+
+/* Keeps the callback's error (on the top of the stack, left there) as the
+ * Conn's failure: "<op>: a callback raised an error...", "callback". */
+static void keep_callback_failure(lua_State *L, lunatls_Conn *c, const char *op) {
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_pushfstring(L, "%s: a callback raised an error: %s", op, lua_tostring(L, -1));
+    else
+        lua_pushfstring(L, "%s: a callback raised an error (a %s value)", op, luaL_typename(L, -1));
+    lua_pushliteral(L, "callback");
+    lua_pop(L, keep_failure(L, c, 2));
 }
 
 static int is_fatal(int ssl_error) {
@@ -102,14 +114,20 @@ static void enter_call(lua_State *L, lunatls_Conn *c) {
     errno = 0;
 }
 
-/* Ends the call that returned ret (1: success, <= 0: failure). An error a
- * Lua callback raised during it is raised now; when OpenSSL aborted the
- * call because of it (the servername callback: an internal_error alert),
- * the connection is failed with that error, code "callback". With option
- * callback_errors = "return" the connection is failed either way and
- * nothing is raised: returns 1, and the method returns repeat_failure()
- * (the stream's way: no protected call around every read and write). */
-static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
+/* Ends the call that returned ret (1: success, <= 0: failure); moved: it
+ * moved application bytes (a read got some, a write took some). An error a
+ * Lua callback raised during it fails the connection (code "callback",
+ * kept) when OpenSSL aborted the call because of it (the servername
+ * callback: an internal_error alert), when the call moved bytes (they are
+ * on their way, or here: the method must not seem to have failed before
+ * them, nor be retried), and always with option callback_errors = "return".
+ * Then, by default, the error is raised now. With "return" nothing is
+ * raised: returns 1 and the method returns repeat_failure() (the stream's
+ * way: no protected call around every read and write); or, when the call
+ * moved bytes, 0: the method returns them, and the next call the failure,
+ * as after any failure that follows data. Returns 0 when no callback
+ * raised. */
+static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret, int moved) {
     int aborted;
     c->L = NULL;
     if (!c->callback_failed) return 0;
@@ -119,17 +137,10 @@ static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
     lua_getiuservalue(L, 1, CONN_UV_ERROR);
     lua_pushnil(L);
     lua_setiuservalue(L, 1, CONN_UV_ERROR);
-    if (aborted || c->return_callback_errors) {
-        if (lua_type(L, -1) == LUA_TSTRING)
-            lua_pushfstring(L, "%s: a callback raised an error: %s", op, lua_tostring(L, -1));
-        else
-            lua_pushfstring(L, "%s: a callback raised an error (a %s value)", op,
-                            luaL_typename(L, -1));
-        lua_pushliteral(L, "callback");
-        lua_pop(L, keep_failure(L, c, 2));
-    }
-    if (c->return_callback_errors) return 1;
-    return lua_error(L);
+    if (aborted || moved || c->return_callback_errors) keep_callback_failure(L, c, op);
+    if (!c->return_callback_errors) return lua_error(L);
+    lua_pop(L, 1);
+    return !moved;
 }
 
 /* The descriptor the socket object given as fd says it holds now, from its
@@ -439,7 +450,7 @@ static int conn_do_handshake(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_do_handshake(c->ssl);
-    if (end_call(L, c, "do_handshake", ret)) return repeat_failure(L);
+    if (end_call(L, c, "do_handshake", ret, 0)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -478,7 +489,7 @@ static void release_idle_buffers(lunatls_Conn *c) {
  * usually "want_read", the connection idle (asked once: SSL_get_error
  * costs ~250 instructions); else the failure. */
 static int nothing_read(lua_State *L, lunatls_Conn *c) {
-    if (end_call(L, c, "read", 0)) return repeat_failure(L);
+    if (end_call(L, c, "read", 0, 0)) return repeat_failure(L);
     if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) {
         release_idle_buffers(c);
         return lunatls_push_status(L, UPV_WANT_READ, STATUS_SECOND);
@@ -560,10 +571,10 @@ static int conn_read(lua_State *L) {
     if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
-        if (end_call(L, c, "read", 1)) return repeat_failure(L);
+        if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
         return 1;
     }
-    if (end_call(L, c, "read", 1)) return repeat_failure(L);
+    if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     lua_pushlstring(L, buf, n);
     return 1;
@@ -585,7 +596,7 @@ static int conn_read_into(lua_State *L) {
     if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
-    if (end_call(L, c, "read", 1)) return repeat_failure(L);
+    if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;
     lua_pushinteger(L, (lua_Integer)n);
@@ -632,7 +643,7 @@ static int conn_write(lua_State *L) {
     while (total < len && (ret = SSL_write_ex(c->ssl, data + total, one_record(c, len - total),
                                               &n)) == 1)
         total += n;
-    if (end_call(L, c, "write", total > 0 ? 1 : ret)) return repeat_failure(L);
+    if (end_call(L, c, "write", total > 0 ? 1 : ret, total > 0)) return repeat_failure(L);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
     if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
     lua_pushinteger(L, (lua_Integer)total);
@@ -647,7 +658,7 @@ static int conn_shutdown(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_shutdown(c->ssl);
-    if (end_call(L, c, "shutdown", ret < 0 ? ret : 1)) return repeat_failure(L);
+    if (end_call(L, c, "shutdown", ret < 0 ? ret : 1, 0)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -687,7 +698,7 @@ static int conn_key_update(lua_State *L) {
     enter_call(L, c);
     ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
                                                      : SSL_KEY_UPDATE_NOT_REQUESTED);
-    if (end_call(L, c, "key_update", 1)) return repeat_failure(L);
+    if (end_call(L, c, "key_update", 1, 0)) return repeat_failure(L);
     if (ret != 1) {
         const char *reason = lunatls_last_reason();
         lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");
