@@ -9,7 +9,7 @@ local M = {}
 --- The documented error codes (third value of a failure), minus "config",
 -- which no I/O call returns.
 M.IO_CODES = { verify = true, protocol = true, eof = true, closed = true, syscall = true,
-               callback = true }
+               callback = true, memory = true }
 
 local function fail(fmt, ...)
   error("INVARIANT: " .. fmt:format(...), 2)

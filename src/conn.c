@@ -177,9 +177,26 @@ static int socket_still_held(lua_State *L, lunatls_Conn *c) {
     return 0;
 }
 
-/* May the Conn do I/O: not failed before, its socket still held? */
+/* The last read or write moved bytes, then an error was raised before it
+ * returned them: out of memory making its result (the only error that can
+ * come between). A read's bytes are gone from OpenSSL, a write's on their
+ * way unreported: the stream cannot go on as if they were not, so the Conn
+ * fails, code "memory" (unless it had failed already: a callback's error
+ * raised then). Cleared once kept: another memory error meanwhile leaves it
+ * for the next call. */
+static void keep_lost_bytes_failure(lua_State *L, lunatls_Conn *c) {
+    lua_pushfstring(L, "%s: out of memory before the call returned the bytes it had moved",
+                    c->unreported);
+    lua_pushliteral(L, "memory");
+    lua_pop(L, keep_failure(L, c, 2));
+    c->unreported = NULL;
+}
+
+/* May the Conn do I/O: not failed before (nor by bytes a raised error
+ * lost), its socket still held? */
 static int may_do_io(lua_State *L, lunatls_Conn *c) {
-    if (!(c->failed | c->check_fd)) return 1; /* the common case: one test */
+    if (!(c->failed | c->check_fd) && c->unreported == NULL) return 1; /* the common case */
+    if (c->unreported != NULL) keep_lost_bytes_failure(L, c);
     return !c->failed && socket_still_held(L, c);
 }
 
@@ -568,15 +585,17 @@ static int conn_read(lua_State *L) {
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!read_records(c, buf, limit, &n, &stopped)) return nothing_read(L, c);
+    c->unreported = "read"; /* until the string is made */
     if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
         if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
-        return 1;
+    } else {
+        if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
+        if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
+        lua_pushlstring(L, buf, n);
     }
-    if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
-    if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
-    lua_pushlstring(L, buf, n);
+    c->unreported = NULL;
     return 1;
 }
 
@@ -596,9 +615,11 @@ static int conn_read_into(lua_State *L) {
     if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
+    c->unreported = "read";
     if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;
+    c->unreported = NULL;
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -643,9 +664,11 @@ static int conn_write(lua_State *L) {
     while (total < len && (ret = SSL_write_ex(c->ssl, data + total, one_record(c, len - total),
                                               &n)) == 1)
         total += n;
+    if (total > 0) c->unreported = "write";
     if (end_call(L, c, "write", total > 0 ? 1 : ret, total > 0)) return repeat_failure(L);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
     if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
+    c->unreported = NULL;
     lua_pushinteger(L, (lua_Integer)total);
     return 1;
 }

@@ -64,6 +64,9 @@ typedef struct {
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int return_callback_errors; /* option callback_errors = "return" (conn.c, end_call) */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
+    const char *unreported; /* "read" or "write" from the moment it moved bytes until it
+                             * returns them: still set at the next call, an error raised
+                             * in between (out of memory) lost them (conn.c) */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
                            * session cache and ticket keys (borrowed: the SSL holds it) */
