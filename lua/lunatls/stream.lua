@@ -8,7 +8,7 @@
 --
 -- Results: success values as documented per method; every failure is
 -- `nil, message, code[, partial]` with `code` one of the core's codes
--- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`,
+-- (`"verify"`, `"protocol"`, `"eof"`, `"closed"`, `"syscall"`, `"memory"`,
 -- `"callback"`: the table is in docs/api.md, "Statuses and error codes"),
 -- `"timeout"` (then the message is `"timeout"` too, and the stream stays
 -- usable) or `"limit"` (a line or buffered input over its maximum). The
