@@ -186,17 +186,17 @@ static int socket_still_held(lua_State *L, lunatls_Conn *c) {
  * for the next call. */
 static void keep_lost_bytes_failure(lua_State *L, lunatls_Conn *c) {
     lua_pushfstring(L, "%s: out of memory before the call returned the bytes it had moved",
-                    c->unreported);
+                    c->unreported == UNREPORTED_READ ? "read" : "write");
     lua_pushliteral(L, "memory");
     lua_pop(L, keep_failure(L, c, 2));
-    c->unreported = NULL;
+    c->unreported = UNREPORTED_NONE;
 }
 
 /* May the Conn do I/O: not failed before (nor by bytes a raised error
  * lost), its socket still held? */
 static int may_do_io(lua_State *L, lunatls_Conn *c) {
-    if (!(c->failed | c->check_fd) && c->unreported == NULL) return 1; /* the common case */
-    if (c->unreported != NULL) keep_lost_bytes_failure(L, c);
+    if (!(c->failed | c->check_fd | c->unreported)) return 1; /* the common case: one test */
+    if (c->unreported) keep_lost_bytes_failure(L, c);
     return !c->failed && socket_still_held(L, c);
 }
 
@@ -585,7 +585,7 @@ static int conn_read(lua_State *L) {
     enter_call(L, c);
     limit = max < RECORD_MAX ? (size_t)max : RECORD_MAX;
     if (!read_records(c, buf, limit, &n, &stopped)) return nothing_read(L, c);
-    c->unreported = "read"; /* until the string is made */
+    c->unreported = UNREPORTED_READ; /* until the string is made */
     if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
@@ -595,7 +595,7 @@ static int conn_read(lua_State *L) {
         if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
         lua_pushlstring(L, buf, n);
     }
-    c->unreported = NULL;
+    c->unreported = UNREPORTED_NONE;
     return 1;
 }
 
@@ -615,11 +615,11 @@ static int conn_read_into(lua_State *L) {
     if (!may_do_io(L, c)) return repeat_failure(L);
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
-    c->unreported = "read";
+    c->unreported = UNREPORTED_READ;
     if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;
-    c->unreported = NULL;
+    c->unreported = UNREPORTED_NONE;
     lua_pushinteger(L, (lua_Integer)n);
     return 1;
 }
@@ -664,11 +664,11 @@ static int conn_write(lua_State *L) {
     while (total < len && (ret = SSL_write_ex(c->ssl, data + total, one_record(c, len - total),
                                               &n)) == 1)
         total += n;
-    if (total > 0) c->unreported = "write";
+    if (total > 0) c->unreported = UNREPORTED_WRITE;
     if (end_call(L, c, "write", total > 0 ? 1 : ret, total > 0)) return repeat_failure(L);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
     if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
-    c->unreported = NULL;
+    c->unreported = UNREPORTED_NONE;
     lua_pushinteger(L, (lua_Integer)total);
     return 1;
 }

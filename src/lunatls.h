@@ -64,9 +64,9 @@ typedef struct {
     int callback_failed;  /* a Lua callback raised; the error is in CONN_UV_ERROR */
     int return_callback_errors; /* option callback_errors = "return" (conn.c, end_call) */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
-    const char *unreported; /* "read" or "write" from the moment it moved bytes until it
-                             * returns them: still set at the next call, an error raised
-                             * in between (out of memory) lost them (conn.c) */
+    int unreported;       /* UNREPORTED_READ/_WRITE from the moment a read or write moved
+                           * bytes until it returns them: still set at the next call, an
+                           * error raised in between (out of memory) lost them (conn.c) */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
                            * session cache and ticket keys (borrowed: the SSL holds it) */
@@ -74,6 +74,9 @@ typedef struct {
     int ocsp_status;      /* client: OCSP_* of the server's staple (revocation.c) */
     const char *ocsp_message; /* ... and why (a static string) */
 } lunatls_Conn;
+
+/* Which call holds bytes it moved and has not returned yet (lunatls_Conn.unreported). */
+enum { UNREPORTED_NONE, UNREPORTED_READ, UNREPORTED_WRITE };
 
 /* What a client made of the server's OCSP staple (revocation.c). */
 enum { OCSP_NONE, OCSP_GOOD, OCSP_REVOKED, OCSP_UNKNOWN, OCSP_INVALID };
