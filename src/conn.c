@@ -114,25 +114,25 @@ static void enter_call(lua_State *L, lunatls_Conn *c) {
     errno = 0;
 }
 
-/* Ends the call that returned ret (1: success, <= 0: failure); moved: it
- * moved application bytes (a read got some, a write took some). An error a
+/* Ends the call that returned ret (1: success, <= 0: failure). An error a
  * Lua callback raised during it fails the connection (code "callback",
  * kept) when OpenSSL aborted the call because of it (the servername
- * callback: an internal_error alert), when the call moved bytes (they are
- * on their way, or here: the method must not seem to have failed before
- * them, nor be retried), and always with option callback_errors = "return".
- * Then, by default, the error is raised now. With "return" nothing is
- * raised: returns 1 and the method returns repeat_failure() (the stream's
- * way: no protected call around every read and write); or, when the call
- * moved bytes, 0: the method returns them, and the next call the failure,
- * as after any failure that follows data. Returns 0 when no callback
- * raised. */
-static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret, int moved) {
-    int aborted;
+ * callback: an internal_error alert), when the call moved application
+ * bytes (c->unreported, which the method set: they are on their way, or
+ * here, so it must not seem to have failed before them, nor be retried),
+ * and always with option callback_errors = "return". Then, by default, the
+ * error is raised now. With "return" nothing is raised: returns 1 and the
+ * method returns repeat_failure() (the stream's way: no protected call
+ * around every read and write); or, when the call moved bytes, 0: the
+ * method returns them, and the next call the failure, as after any failure
+ * that follows data. Returns 0 when no callback raised. */
+static int end_call(lua_State *L, lunatls_Conn *c, const char *op, int ret) {
+    int aborted, moved;
     c->L = NULL;
     if (!c->callback_failed) return 0;
     c->callback_failed = 0;
     aborted = ret <= 0 && is_fatal(SSL_get_error(c->ssl, ret));
+    moved = c->unreported != UNREPORTED_NONE;
     ERR_clear_error();
     lua_getiuservalue(L, 1, CONN_UV_ERROR);
     lua_pushnil(L);
@@ -467,7 +467,7 @@ static int conn_do_handshake(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_do_handshake(c->ssl);
-    if (end_call(L, c, "do_handshake", ret, 0)) return repeat_failure(L);
+    if (end_call(L, c, "do_handshake", ret)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -506,7 +506,7 @@ static void release_idle_buffers(lunatls_Conn *c) {
  * usually "want_read", the connection idle (asked once: SSL_get_error
  * costs ~250 instructions); else the failure. */
 static int nothing_read(lua_State *L, lunatls_Conn *c) {
-    if (end_call(L, c, "read", 0, 0)) return repeat_failure(L);
+    if (end_call(L, c, "read", 0)) return repeat_failure(L);
     if (SSL_get_error(c->ssl, 0) == SSL_ERROR_WANT_READ) {
         release_idle_buffers(c);
         return lunatls_push_status(L, UPV_WANT_READ, STATUS_SECOND);
@@ -589,9 +589,9 @@ static int conn_read(lua_State *L) {
     if (stopped == SSL_ERROR_NONE && (lua_Integer)n < max && may_gather(c)) {
         /* buf is full, max allows more, and more records wait */
         read_beyond(L, c, buf, n, max);
-        if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
+        if (end_call(L, c, "read", 1)) return repeat_failure(L);
     } else {
-        if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
+        if (end_call(L, c, "read", 1)) return repeat_failure(L);
         if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
         lua_pushlstring(L, buf, n);
     }
@@ -616,7 +616,7 @@ static int conn_read_into(lua_State *L) {
     enter_call(L, c);
     if (!read_records(c, b->bytes, limit, &n, &stopped)) return nothing_read(L, c);
     c->unreported = UNREPORTED_READ;
-    if (end_call(L, c, "read", 1, 1)) return repeat_failure(L);
+    if (end_call(L, c, "read", 1)) return repeat_failure(L);
     if (stopped != SSL_ERROR_NONE) keep_late_failure(L, c, stopped, "read");
     b->len = n;
     c->unreported = UNREPORTED_NONE;
@@ -665,7 +665,7 @@ static int conn_write(lua_State *L) {
                                               &n)) == 1)
         total += n;
     if (total > 0) c->unreported = UNREPORTED_WRITE;
-    if (end_call(L, c, "write", total > 0 ? 1 : ret, total > 0)) return repeat_failure(L);
+    if (end_call(L, c, "write", total > 0 ? 1 : ret)) return repeat_failure(L);
     if (total == 0) return io_failure(L, c, ret, "write", STATUS_SECOND);
     if (ret != 1) keep_late_failure(L, c, SSL_get_error(c->ssl, ret), "write");
     c->unreported = UNREPORTED_NONE;
@@ -681,7 +681,7 @@ static int conn_shutdown(lua_State *L) {
     if (c == NULL) return repeat_failure(L);
     enter_call(L, c);
     ret = SSL_shutdown(c->ssl);
-    if (end_call(L, c, "shutdown", ret < 0 ? ret : 1, 0)) return repeat_failure(L);
+    if (end_call(L, c, "shutdown", ret < 0 ? ret : 1)) return repeat_failure(L);
     if (ret == 1) {
         lunatls_pushword(L, UPV_DONE);
         return 1;
@@ -721,7 +721,7 @@ static int conn_key_update(lua_State *L) {
     enter_call(L, c);
     ret = SSL_key_update(c->ssl, lua_toboolean(L, 2) ? SSL_KEY_UPDATE_REQUESTED
                                                      : SSL_KEY_UPDATE_NOT_REQUESTED);
-    if (end_call(L, c, "key_update", 1, 0)) return repeat_failure(L);
+    if (end_call(L, c, "key_update", 1)) return repeat_failure(L);
     if (ret != 1) {
         const char *reason = lunatls_last_reason();
         lua_pushfstring(L, "key_update: %s", reason != NULL ? reason : "not possible now");

@@ -65,8 +65,9 @@ typedef struct {
     int return_callback_errors; /* option callback_errors = "return" (conn.c, end_call) */
     int failed;           /* the connection failed; {message, code} is in CONN_UV_FAILURE */
     int unreported;       /* UNREPORTED_READ/_WRITE from the moment a read or write moved
-                           * bytes until it returns them: still set at the next call, an
-                           * error raised in between (out of memory) lost them (conn.c) */
+                           * bytes until it returns them (conn.c: a callback's error then
+                           * fails the Conn, end_call; still set at the next call, an
+                           * error raised in between, out of memory, lost them) */
     int hello;            /* server: where the ClientHello stands (hello.c: HELLO_*) */
     SSL_CTX *first_ctx;   /* server: the context it was made from, which keeps the
                            * session cache and ticket keys (borrowed: the SSL holds it) */
