@@ -643,26 +643,41 @@ static void ping_pong(End *client, End *server) {
     if (read_all(client) != 4) die("pong");
 }
 
+/* The process's memory at one moment: heap in use and resident set. */
+typedef struct {
+    struct mallinfo2 heap;
+    long rss;
+} MemoryMark;
+
+static MemoryMark memory_mark(void) {
+    MemoryMark m;
+    m.heap = mallinfo2();
+    m.rss = rss_bytes();
+    return m;
+}
+
+/* The memory workloads' RESULT line: growth since `before`, per end. */
+static void report_memory(const char *workload, long ends, MemoryMark before) {
+    MemoryMark after = memory_mark();
+    printf("RESULT impl=c workload=%s n=%ld rss_per_conn=%.0f heap_per_conn=%.0f unit=B\n", workload,
+           ends, (double)(after.rss - before.rss) / (double)ends,
+           (double)(after.heap.uordblks - before.heap.uordblks) / (double)ends);
+}
+
 /* n idle established connections (n/2 client-server pairs), each having
  * exchanged one small message each way. */
 static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
     long pairs = n / 2, i;
     End *ends = calloc((size_t)pairs * 2, sizeof *ends);
-    struct mallinfo2 m0, m1;
-    long rss0, rss1;
+    MemoryMark before;
     if (ends == NULL) die("calloc");
-    m0 = mallinfo2();
-    rss0 = rss_bytes();
+    before = memory_mark();
     for (i = 0; i < pairs; i++) {
         End *client = &ends[2 * i], *server = &ends[2 * i + 1];
         open_pair(cctx, sctx, client, server);
         ping_pong(client, server);
     }
-    m1 = mallinfo2();
-    rss1 = rss_bytes();
-    printf("RESULT impl=c workload=memory n=%ld rss_per_conn=%.0f heap_per_conn=%.0f unit=B\n",
-           pairs * 2, (double)(rss1 - rss0) / (double)(pairs * 2),
-           (double)(m1.uordblks - m0.uordblks) / (double)(pairs * 2));
+    report_memory("memory", pairs * 2, before);
     for (i = 0; i < pairs * 2; i++) end_close(&ends[i]);
     free(ends);
 }
@@ -675,11 +690,10 @@ static void run_memory(SSL_CTX *cctx, SSL_CTX *sctx, long n) {
 static void run_bare(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n) {
     int keep_client = strcmp(workload, "bare_client") == 0;
     SSL **kept = calloc((size_t)n, sizeof *kept);
-    struct mallinfo2 m0, m1;
-    long rss0, rss1, i;
+    MemoryMark before;
+    long i;
     if (kept == NULL) die("calloc");
-    m0 = mallinfo2();
-    rss0 = rss_bytes();
+    before = memory_mark();
     for (i = 0; i < n; i++) {
         End client, server, *keep;
         open_pair(cctx, sctx, &client, &server);
@@ -690,10 +704,7 @@ static void run_bare(SSL_CTX *cctx, SSL_CTX *sctx, const char *workload, long n)
         BIO_free(keep->net);
         kept[i] = keep->ssl;
     }
-    m1 = mallinfo2();
-    rss1 = rss_bytes();
-    printf("RESULT impl=c workload=%s n=%ld rss_per_conn=%.0f heap_per_conn=%.0f unit=B\n", workload, n,
-           (double)(rss1 - rss0) / (double)n, (double)(m1.uordblks - m0.uordblks) / (double)n);
+    report_memory(workload, n, before);
     for (i = 0; i < n; i++) SSL_free(kept[i]);
     free(kept);
 }
